@@ -1,0 +1,110 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// staleDialTimeout bounds the probe of an existing socket. A live server
+// accepts in microseconds; a stale file refuses at once.
+const staleDialTimeout = time.Second
+
+// Socket is the unix socket the apiserver dials. It remembers the file it
+// created so that shutdown removes that file and never a successor's.
+type Socket struct {
+	*net.UnixListener
+	path string
+	file os.FileInfo
+}
+
+// Path is the socket's file path.
+func (s *Socket) Path() string { return s.path }
+
+// Listen creates the socket at path with the given permissions (field case
+// 01). A socket left behind by a killed plugin is removed; a socket some
+// process still serves on is never stolen; anything that is not a socket is
+// never deleted.
+func Listen(path string, mode os.FileMode) (*Socket, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("socket path %q must be absolute", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create socket directory %s: %w", filepath.Dir(path), err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on socket %s: %w", path, err)
+	}
+	// Remove is ours to call, after draining; see Socket.Remove.
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("set mode %04o on socket %s: %w", mode, path, err)
+	}
+	info, err := os.Lstat(path)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("stat socket %s after creating it: %w", path, err)
+	}
+	return &Socket{UnixListener: l, path: path, file: info}, nil
+}
+
+// Remove deletes the socket file if it is still the one Listen created.
+func (s *Socket) Remove() error {
+	info, err := os.Lstat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat socket %s before removing it: %w", s.path, err)
+	}
+	if !os.SameFile(info, s.file) {
+		return nil
+	}
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove socket %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func removeStale(path string) error {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect existing socket path %s: %w", path, err)
+	}
+	if info.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("socket path %s exists and is %s, not a socket: refusing to delete it; remove it yourself or choose another socket path", path, describe(info))
+	}
+	conn, err := net.DialTimeout("unix", path, staleDialTimeout)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another process is serving on %s; stop it or choose another socket path", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s (nobody accepts on it): %w", path, err)
+	}
+	return nil
+}
+
+func describe(info os.FileInfo) string {
+	switch {
+	case info.IsDir():
+		return "a directory"
+	case info.Mode().IsRegular():
+		return "a regular file"
+	default:
+		return "a " + info.Mode().Type().String() + " file"
+	}
+}
