@@ -1,5 +1,13 @@
-// Package config loads, merges and validates the trousseau configuration:
-// one YAML file, then TROUSSEAU_* environment variables, then flags.
+// Package config loads, merges and validates the trousseau configuration.
+//
+// Precedence, highest first: a command-line flag (--vault-address), a
+// TROUSSEAU_* environment variable (TROUSSEAU_VAULT_ADDRESS), the YAML file
+// (provider.vault.address), the built-in default. Every field has all three
+// forms, generated from one table in load.go. Credentials are never values:
+// the config, its flags and its variables only name files (field case 10),
+// which the provider reads with package secretfile.
+//
+// Decoding is strict: an unknown or misspelt key is an error naming it.
 package config
 
 import (
@@ -35,7 +43,8 @@ type Socket struct {
 
 // Ops is the operations HTTP endpoint.
 type Ops struct {
-	// Address is host:port; empty disables the endpoint.
+	// Address is host:port, "127.0.0.1:8787" by default. Readiness and
+	// metrics depend on it, so it cannot be disabled.
 	Address string `json:"address"`
 }
 
