@@ -39,6 +39,21 @@ type Options struct {
 	TLS bool
 	// StartTimeout bounds the wait for a healthy Vault; 60s when zero.
 	StartTimeout time.Duration
+	// Detached, when set, lets Vault outlive the caller (the appliance's
+	// `mage demo` exits while the stack keeps running; `mage down` stops it
+	// by PID).
+	Detached *Detached
+}
+
+// Detached runs Vault in its own session. No pipe survives the caller, so
+// Vault writes its log itself (-log-file) and its console output, which
+// carries the dev banner's root token, is discarded.
+type Detached struct {
+	// PIDFile receives Vault's pid.
+	PIDFile string
+	// RootTokenFile receives the root token (0600), so later commands can
+	// reconnect to this Vault.
+	RootTokenFile string
 }
 
 // Server is a running dev Vault.
@@ -92,9 +107,54 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.CACertFile = filepath.Join(certDir, "vault-ca.pem")
 	}
 
+	if opts.Detached != nil {
+		if err := startDetached(s, bin, args, token, opts); err != nil {
+			return nil, err
+		}
+	} else if err := startAttached(s, bin, args, token, opts); err != nil {
+		return nil, err
+	}
+
+	if err := s.waitHealthy(ctx, opts.StartTimeout); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("dev Vault did not become healthy on %s: %w\nlast lines of %s:\n%s\n"+
+			"fix: check that %s runs (`%s version`) and that nothing else holds the port",
+			s.Addr, err, s.LogFile, tail(s.LogFile, 15), bin, bin)
+	}
+	return s, nil
+}
+
+// startDetached starts Vault in its own session with its pid and root token
+// written to files.
+func startDetached(s *Server, bin string, args []string, token string, opts Options) error {
+	if err := os.WriteFile(opts.Detached.RootTokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the dev Vault root token file: %w", err)
+	}
+	cmd := exec.Command(bin, append(args, "-log-file="+s.LogFile)...)
+	cmd.Env = append(cleanEnv(), "VAULT_DEV_ROOT_TOKEN_ID="+token, "HOME="+opts.Dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	s.cmd = cmd
+	if err := os.WriteFile(opts.Detached.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("write the dev Vault pid file: %w", err)
+	}
+	// Reap it while the caller lives, so a crash is seen as an exit.
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	return nil
+}
+
+// startAttached starts Vault tied to the caller, its output copied to the
+// log with the root token redacted.
+func startAttached(s *Server, bin string, args []string, token string, opts Options) error {
 	logFile, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("create dev Vault log: %w", err)
+		return fmt.Errorf("create dev Vault log: %w", err)
 	}
 	pr, pw := io.Pipe()
 	cmd := exec.Command(bin, args...)
@@ -109,7 +169,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}()
 	if err := cmd.Start(); err != nil {
 		_ = pw.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	s.cmd = cmd
 	go func() {
@@ -118,14 +178,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		<-copied
 		close(s.exited)
 	}()
-
-	if err := s.waitHealthy(ctx, opts.StartTimeout); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("dev Vault did not become healthy on %s: %w\nlast lines of %s:\n%s\n"+
-			"fix: check that %s runs (`%s version`) and that nothing else holds the port",
-			s.Addr, err, s.LogFile, tail(s.LogFile, 15), bin, bin)
-	}
-	return s, nil
+	return nil
 }
 
 // RootClient returns a client authenticated with the root token. It is for
