@@ -1,0 +1,176 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
+	"github.com/trousseau-io/trousseau/appliance/progress"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
+	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
+)
+
+// Rotation is what Rotate did.
+type Rotation struct {
+	OldKeyID, NewKeyID string
+	VaultVersion       int
+	Migrated           int
+}
+
+// keyChangeTimeout bounds the wait for a new key_id to reach the plugin
+// and then the apiserver. The plugin refreshes every 20 s by default; the
+// apiserver re-reads Status at least every minute.
+const keyChangeTimeout = 3 * time.Minute
+
+// Rotate is `mage rotate`: rotate the Transit key in Vault, wait until the
+// plugin reports the new key_id and the apiserver writes with it, then
+// migrate every Secret onto it.
+func Rotate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (Rotation, error) {
+	var r Rotation
+	cs, err := runtime.Clientset(rt)
+	if err != nil {
+		return r, err
+	}
+	before, err := rt.PluginStatus(ctx)
+	if err != nil {
+		return r, fmt.Errorf("read the current key_id: %w", err)
+	}
+	r.OldKeyID = before.KeyID
+	err = p.Step("rotate the Transit key in Vault", func() error {
+		root, err := rt.VaultRoot(ctx)
+		if err != nil {
+			return err
+		}
+		mount, key := rt.Transit()
+		r.VaultVersion, err = vaultdev.Rotate(ctx, root, mount, key)
+		return err
+	})
+	if err != nil {
+		return r, err
+	}
+	p.Detail("Transit key is now at version %d", r.VaultVersion)
+	err = p.Step("wait for the plugin to report the new key_id", func() error {
+		r.NewKeyID, err = waitPluginKeyChange(ctx, rt, r.OldKeyID)
+		return err
+	})
+	if err != nil {
+		return r, err
+	}
+	p.Say("    key_id %s → %s", r.OldKeyID, r.NewKeyID)
+	if err := p.Step("wait for kube-apiserver to write with the new key_id", func() error {
+		return WaitForWriteKeyID(ctx, rt, cs, r.NewKeyID)
+	}); err != nil {
+		return r, err
+	}
+	err = p.Step("storage migration: rewrite every Secret", func() error {
+		r.Migrated, err = Migrate(ctx, cs)
+		return err
+	})
+	return r, err
+}
+
+func waitPluginKeyChange(ctx context.Context, rt runtime.Runtime, old string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, keyChangeTimeout)
+	defer cancel()
+	for {
+		st, err := rt.PluginStatus(ctx)
+		if err == nil && st.KeyID != "" && st.KeyID != old {
+			return st.KeyID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the plugin still reports key_id %s after %s (last error: %v): check its log (`go tool mage status`)", old, keyChangeTimeout, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ProbeSecret is written by WaitForWriteKeyID to see which key_id the
+// apiserver currently writes with; it is deleted afterwards.
+const ProbeSecret = "trousseau-key-probe"
+
+// WaitForWriteKeyID waits until a Secret written now is stored under keyID,
+// read back from etcd. Asking /readyz makes the apiserver re-check the
+// plugin's Status (at most every 20 s) instead of its one-minute poll.
+func WaitForWriteKeyID(ctx context.Context, rt runtime.Runtime, cs kubernetes.Interface, keyID string) error {
+	ctx, cancel := context.WithTimeout(ctx, keyChangeTimeout)
+	defer cancel()
+	probe := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ProbeSecret, Namespace: metav1.NamespaceDefault},
+		StringData: map[string]string{"purpose": "which key_id does the apiserver write with"}}
+	defer cs.CoreV1().Secrets(probe.Namespace).Delete(context.WithoutCancel(ctx), probe.Name, metav1.DeleteOptions{})
+	var seen string
+	for {
+		_, _ = cs.CoreV1().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		_ = cs.CoreV1().Secrets(probe.Namespace).Delete(ctx, probe.Name, metav1.DeleteOptions{})
+		if _, err := cs.CoreV1().Secrets(probe.Namespace).Create(ctx, probe, metav1.CreateOptions{}); err == nil {
+			kvs, err := rt.EtcdList(ctx, "/registry/secrets/"+probe.Namespace+"/"+probe.Name)
+			if err == nil && len(kvs) == 1 {
+				if env, err := etcdproof.Decode(kvs[0].Value); err == nil {
+					seen = env.KeyID
+					if seen == keyID {
+						return nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kube-apiserver still writes with key_id %q, not %s, after %s: its log says why "+
+				"(look for \"failed to rotate DEK\")", seen, keyID, keyChangeTimeout)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// Migrate rewrites every Secret unchanged. The apiserver re-encrypts an
+// object on write when it was read through a stale transformer (an older
+// key_id, or identity while KMS writes), so this moves everything onto the
+// current key. It returns how many Secrets it rewrote.
+func Migrate(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	var done atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := cs.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			return int(done.Load()), fmt.Errorf("list Secrets for migration: %w", err)
+		}
+		for i := range list.Items {
+			s := list.Items[i]
+			g.Go(func() error {
+				err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					cur, err := cs.CoreV1().Secrets(s.Namespace).Get(gctx, s.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					_, err = cs.CoreV1().Secrets(s.Namespace).Update(gctx, cur, metav1.UpdateOptions{})
+					return err
+				})
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("rewrite Secret %s/%s: %w", s.Namespace, s.Name, err)
+				}
+				done.Add(1)
+				return nil
+			})
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
+	}
+	err := g.Wait()
+	return int(done.Load()), err
+}

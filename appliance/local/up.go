@@ -1,0 +1,222 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/pki"
+	"github.com/trousseau-io/trousseau/appliance/tools"
+)
+
+// components in start order. Vault and the plugin start before the
+// apiserver, so the apiserver's first Status already succeeds (plan B).
+var components = []string{etcdName, vaultName, pluginName, apiserverName}
+
+func (l *Local) binOf(name string) string {
+	switch name {
+	case etcdName:
+		p, _ := tools.Etcd.Path()
+		return p
+	case apiserverName:
+		p, _ := tools.KubeAPIServer.Path()
+		return p
+	case vaultName:
+		return vaultBin()
+	default:
+		return l.pluginBin()
+	}
+}
+
+// live maps each running component to its pid.
+func (l *Local) live() map[string]int {
+	m := map[string]int{}
+	for _, c := range components {
+		if pid := running(l.pidFile(c), l.binOf(c)); pid != 0 {
+			m[c] = pid
+		}
+	}
+	return m
+}
+
+// Up implements runtime.Runtime.
+func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
+	if err := preflight(); err != nil {
+		return err
+	}
+	live := l.live()
+	if len(live) == len(components) {
+		s, err := l.loadState()
+		if err != nil {
+			return err
+		}
+		if err := l.apiserverReady(ctx, s); err == nil {
+			l.p.Say("▸ the local stack is already running (kube-apiserver pid %d): reusing it", live[apiserverName])
+			return l.SetEncryptionMode(ctx, mode)
+		}
+	}
+	s, err := l.prepare(live)
+	if err != nil {
+		return err
+	}
+	if _, err := pki.Ensure(l.pkiDir()); err != nil {
+		return err
+	}
+	if err := l.writeKubeconfig(s); err != nil {
+		return err
+	}
+	if live[etcdName] == 0 {
+		if err := l.p.Step(fmt.Sprintf("start etcd on %s", s.etcdEndpoint()), func() error { return l.startEtcd(ctx, s) }); err != nil {
+			return err
+		}
+	}
+	if live[vaultName] == 0 {
+		err := l.p.Step("start the dev Vault and bootstrap Transit + AppRole", func() error {
+			addr, err := l.startVault(ctx)
+			s.VaultAddr = addr
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		l.p.Say("  ! dev-mode Vault keeps its keys in memory: if it stops, the Secrets it encrypted are unreadable (`mage down` discards them)")
+		if err := l.saveState(s); err != nil {
+			return err
+		}
+	}
+	if live[pluginName] == 0 {
+		if err := l.p.Step("build the trousseau plugin", func() error { return l.buildPlugin(ctx) }); err != nil {
+			return err
+		}
+		err := l.p.Step(fmt.Sprintf("start the plugin (socket %s, ops %s)", l.socketPath(), s.opsAddr()), func() error {
+			if err := l.writePluginConfig(s); err != nil {
+				return err
+			}
+			if err := l.launchPlugin(); err != nil {
+				return err
+			}
+			return l.waitPluginReady(ctx, s)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := l.writeEncryptionConfig(mode); err != nil {
+		return err
+	}
+	if live[apiserverName] == 0 {
+		err := l.p.Step(fmt.Sprintf("start kube-apiserver on %s (Secrets: %s)", s.apiserverURL(), mode), func() error {
+			if err := l.launchAPIServer(s); err != nil {
+				return err
+			}
+			return l.waitAPIServerReady(ctx, s)
+		})
+		if err != nil {
+			return err
+		}
+		return nil
+	}
+	return l.p.Step("wait for kube-apiserver /readyz", func() error { return l.waitAPIServerReady(ctx, s) })
+}
+
+// prepare decides what to keep from an earlier run and allocates ports for
+// what must start. A dead Vault means the Secrets in etcd were encrypted
+// under keys that no longer exist, so everything but the PKI is discarded,
+// and the person is told why.
+func (l *Local) prepare(live map[string]int) (state, error) {
+	s, err := l.loadState()
+	if err != nil {
+		return s, err
+	}
+	if live[vaultName] == 0 {
+		if leftovers := l.leftovers(live); leftovers != "" {
+			l.p.Say("▸ found state from an earlier run that did not stop cleanly (%s).\n"+
+				"  Its dev Vault kept the Transit key in memory and is gone, so the Secrets in that etcd can never be\n"+
+				"  decrypted again: stopping the leftovers and starting fresh (the local CA and kubeconfig are kept).", leftovers)
+			if err := l.Down(context.Background()); err != nil {
+				return s, err
+			}
+		}
+		s = state{}
+	} else if len(live) < len(components) {
+		var missing []string
+		for _, c := range components {
+			if live[c] == 0 {
+				missing = append(missing, c)
+			}
+		}
+		l.p.Say("▸ the dev Vault still runs but %s stopped: restarting only those", strings.Join(missing, ", "))
+	}
+	ports := []struct {
+		port      *int
+		component string
+	}{
+		{&s.EtcdClientPort, etcdName}, {&s.EtcdPeerPort, etcdName},
+		{&s.PluginOpsPort, pluginName}, {&s.APIServerPort, apiserverName},
+	}
+	for _, p := range ports {
+		if live[p.component] != 0 && *p.port != 0 {
+			continue
+		}
+		if *p.port != 0 && portFree(*p.port) {
+			continue
+		}
+		if *p.port, err = freePort(); err != nil {
+			return s, err
+		}
+	}
+	if err := os.MkdirAll(l.dir, 0o700); err != nil {
+		return s, fmt.Errorf("create %s: %w", l.dir, err)
+	}
+	return s, l.saveState(s)
+}
+
+// leftovers describes what an earlier run left behind, or "" for nothing.
+func (l *Local) leftovers(live map[string]int) string {
+	var parts []string
+	for _, c := range components {
+		if pid := live[c]; pid != 0 {
+			parts = append(parts, fmt.Sprintf("%s still running as pid %d", c, pid))
+		} else if pid := readPID(l.pidFile(c)); pid != 0 {
+			parts = append(parts, fmt.Sprintf("%s pid %d is gone", c, pid))
+		}
+	}
+	if _, err := os.Stat(l.path("etcd")); err == nil {
+		parts = append(parts, "etcd data in "+l.path("etcd"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// preflight names missing tools before anything starts.
+func preflight() error {
+	var missing []string
+	for _, t := range []tools.Tool{tools.Etcd, tools.KubeAPIServer, tools.Vault} {
+		if !t.Built() {
+			missing = append(missing, t.Name+" "+t.Version)
+		}
+	}
+	if len(missing) > 0 {
+		return errors.New("the local runtime needs " + strings.Join(missing, ", ") + ", which are not built yet. " +
+			"Fix: run `go tool mage tools` (it builds them from their pinned Go modules into ~/.cache/trousseau/tools, " +
+			"once per version), or point TROUSSEAU_ETCD_BIN, TROUSSEAU_KUBE_APISERVER_BIN and TROUSSEAU_VAULT_BIN at existing binaries")
+	}
+	return nil
+}
+
+// writeKubeconfig writes an admin kubeconfig with absolute paths, usable by
+// plain kubectl.
+func (l *Local) writeKubeconfig(s state) error {
+	f := pki.FilesIn(l.pkiDir())
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["trousseau-local"] = &clientcmdapi.Cluster{Server: s.apiserverURL(), CertificateAuthority: f.CACert}
+	cfg.AuthInfos["trousseau-admin"] = &clientcmdapi.AuthInfo{ClientCertificate: f.AdminCert, ClientKey: f.AdminKey}
+	cfg.Contexts["trousseau-local"] = &clientcmdapi.Context{Cluster: "trousseau-local", AuthInfo: "trousseau-admin", Namespace: "default"}
+	cfg.CurrentContext = "trousseau-local"
+	return clientcmd.WriteToFile(*cfg, l.Kubeconfig())
+}

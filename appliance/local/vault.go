@@ -1,0 +1,72 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/trousseau-io/trousseau/appliance/tools"
+	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
+)
+
+// startVault runs the dev Vault detached, so it outlives this command, and
+// bootstraps Transit, the policy and the plugin's AppRole credentials into
+// .trousseau/vault. It returns Vault's address.
+func (l *Local) startVault(ctx context.Context) (string, error) {
+	if err := os.MkdirAll(l.vaultDir(), 0o700); err != nil {
+		return "", err
+	}
+	srv, err := vaultdev.Start(ctx, vaultdev.Options{
+		Dir:      l.vaultDir(),
+		Detached: &vaultdev.Detached{PIDFile: l.pidFile(vaultName), RootTokenFile: l.rootTokenFile()},
+	})
+	if err != nil {
+		return "", fmt.Errorf("start the dev Vault: %w", err)
+	}
+	if _, err := vaultdev.Bootstrap(ctx, srv.RootClient(), vaultdev.BootstrapOptions{
+		TransitMount: transitMount, KeyName: transitKey, CredentialsDir: l.vaultDir(),
+	}); err != nil {
+		srv.Stop()
+		return "", fmt.Errorf("bootstrap the dev Vault (Transit, policy, AppRole): %w", err)
+	}
+	return srv.Addr, nil
+}
+
+func vaultBin() string {
+	p, err := tools.Vault.Path()
+	if err != nil {
+		return "vault"
+	}
+	return p
+}
+
+// VaultRoot implements runtime.Runtime with the root token file Start wrote.
+func (l *Local) VaultRoot(ctx context.Context) (*vaultapi.Client, error) {
+	s, err := l.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if s.VaultAddr == "" || running(l.pidFile(vaultName), vaultBin()) == 0 {
+		return nil, fmt.Errorf("the dev Vault is not running: start the stack with `go tool mage demo`")
+	}
+	token, err := os.ReadFile(l.rootTokenFile())
+	if err != nil {
+		return nil, fmt.Errorf("read the dev Vault root token: %w (run `go tool mage down` and `go tool mage demo` to start over)", err)
+	}
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = s.VaultAddr
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.ClearNamespace()
+	c.SetToken(strings.TrimSpace(string(token)))
+	return c, nil
+}
+
+// vaultLog is where vaultdev writes Vault's log.
+func (l *Local) vaultLog() string { return filepath.Join(l.vaultDir(), "vault.log") }

@@ -1,0 +1,68 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Clientset is an admin client for the runtime's apiserver.
+func Clientset(r Runtime) (*kubernetes.Clientset, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", r.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w (is the stack up? `go tool mage status`)", r.Kubeconfig(), err)
+	}
+	// Migrations and load tests issue many requests; the default 5 QPS
+	// would make them crawl.
+	cfg.QPS, cfg.Burst = 200, 400
+	return kubernetes.NewForConfig(cfg)
+}
+
+// APIServerMetrics returns the apiserver's /metrics text.
+func APIServerMetrics(ctx context.Context, cs kubernetes.Interface) (string, error) {
+	b, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read apiserver /metrics: %w", err)
+	}
+	return string(b), nil
+}
+
+// KeyIDHash is how the apiserver labels a key_id in its metrics.
+func KeyIDHash(keyID string) string {
+	sum := sha256.Sum256([]byte(keyID))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Metric names the apiserver labels with key_id_hash.
+const (
+	// MetricKeyIDUsed counts transformations per key_id and
+	// transformation_type (to_storage, from_storage).
+	MetricKeyIDUsed = "apiserver_envelope_encryption_key_id_hash_total"
+	// MetricKeyIDFromStatus is set when a Status RPC returned the key_id.
+	MetricKeyIDFromStatus = "apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds"
+)
+
+// MetricHasKeyID reports whether a series of metric in the apiserver's
+// /metrics text carries sha256(keyID) and every extra label (e.g.
+// `transformation_type="to_storage"`).
+func MetricHasKeyID(metrics, metric, keyID string, labels ...string) bool {
+	want := append([]string{`key_id_hash="` + KeyIDHash(keyID) + `"`}, labels...)
+next:
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, metric+"{") {
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
