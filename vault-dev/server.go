@@ -196,6 +196,9 @@ func (s *Server) RootClient() *vaultapi.Client {
 func (s *Server) newClient() (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	cfg.Address = s.Addr
+	// A local dev server either answers or is not up yet; the health poll
+	// does its own retrying.
+	cfg.MaxRetries = 0
 	if s.CACertFile != "" {
 		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACert: s.CACertFile}); err != nil {
 			return nil, fmt.Errorf("load dev Vault CA %s: %w", s.CACertFile, err)
