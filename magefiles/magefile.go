@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/magefile/mage/sh"
@@ -19,8 +20,8 @@ func Build() error {
 // Test runs every unit and integration test: real Vault, the real apiserver
 // KMS client, the Helm SDK chart renders and the kind config checks. It builds
 // the cached tools first if they are missing.
-func Test() error {
-	if err := Tools(); err != nil {
+func Test(ctx context.Context) error {
+	if err := Tools(ctx); err != nil {
 		return err
 	}
 	return sh.RunV("go", "test", "-count=1", "-timeout", "30m", "./...")
@@ -51,5 +52,5 @@ func versionLDFlags() string {
 	if os.Getenv("TROUSSEAU_VERSION") != "" {
 		v = os.Getenv("TROUSSEAU_VERSION")
 	}
-	return "-s -w -X github.com/trousseau-io/trousseau/plugin/cmd/trousseau.version=" + v
+	return "-s -w -X main.version=" + v
 }
