@@ -77,7 +77,7 @@ func New(opts Options) (*Server, error) {
 		provider: opts.Provider,
 		log:      log,
 		grace:    opts.ShutdownGrace,
-		status:   newStatusCache(opts.Provider, opts.RefreshInterval, m.healthy),
+		status:   newStatusCache(opts.Provider, opts.RefreshInterval, m.healthy, log),
 	}
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(m.interceptor(log)))
 	kmsapi.RegisterKeyManagementServiceServer(s.grpc, s)

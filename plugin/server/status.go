@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,7 @@ type statusCache struct {
 	interval time.Duration
 	timeout  time.Duration
 	healthy  prometheus.Gauge
+	log      *slog.Logger
 
 	// inflight admits one CurrentKeyID at a time. A provider that ignores
 	// its context keeps the slot, and later refreshes report that instead of
@@ -57,9 +59,10 @@ type statusCache struct {
 	snap Snapshot
 }
 
-func newStatusCache(p kms.Provider, interval time.Duration, healthy prometheus.Gauge) *statusCache {
+func newStatusCache(p kms.Provider, interval time.Duration, healthy prometheus.Gauge, log *slog.Logger) *statusCache {
 	return &statusCache{
 		provider: p,
+		log:      log,
 		interval: interval,
 		timeout:  min(interval, maxRefreshTimeout),
 		healthy:  healthy,
@@ -127,9 +130,21 @@ func (c *statusCache) refresh(ctx context.Context) {
 
 // record stores a refresh result. A key_id that comes with an error still
 // replaces the cached one: the provider knows the key but cannot use it.
+// Changes of health or key are logged once, not on every refresh.
 func (c *statusCache) record(keyID string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	before := c.snap
+	defer func() {
+		switch after := c.snap; {
+		case after.Healthz != before.Healthz && !after.Healthy():
+			c.log.Warn("key status unhealthy", "healthz", after.Healthz, "key_id", after.KeyID)
+		case after.Healthz != before.Healthz:
+			c.log.Info("key status healthy", "key_id", after.KeyID)
+		case after.KeyID != before.KeyID:
+			c.log.Info("key changed", "key_id", after.KeyID, "previous_key_id", before.KeyID)
+		}
+	}()
 	if keyID != "" {
 		c.snap.KeyID = keyID
 		c.snap.Known = true

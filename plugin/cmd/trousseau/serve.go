@@ -40,17 +40,23 @@ func buildProvider(ctx context.Context, cfg config.Config, log *slog.Logger, reg
 	}
 }
 
-// loadConfig parses the command line of serve and check-config and returns
-// the validated configuration.
-func loadConfig(name string, args []string, out io.Writer) (config.Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// newFlagSet declares the command line shared by serve and check-config.
+func newFlagSet(name string, out io.Writer) (fs *flag.FlagSet, path *string, flags *config.Flags) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	path := fs.String("config", "", "YAML config file (env TROUSSEAU_CONFIG)")
-	flags := config.RegisterFlags(fs)
+	path = fs.String("config", "", "YAML config file (env TROUSSEAU_CONFIG)")
+	flags = config.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: trousseau %s --config FILE [flags]\n\n%s\n\nFlags:\n", name, config.Precedence)
 		fs.PrintDefaults()
 	}
+	return fs, path, flags
+}
+
+// loadConfig parses the command line of serve and check-config and returns
+// the validated configuration.
+func loadConfig(name string, args []string, out io.Writer) (config.Config, error) {
+	fs, path, flags := newFlagSet(name, out)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return config.Config{}, err
