@@ -301,7 +301,9 @@ provider:
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			done := make(chan int, 1)
-			go func() { done <- run(context.Background(), append([]string{"serve", "--config", cfg}, tc.args...), io.Discard, &stderr) }()
+			go func() {
+				done <- run(context.Background(), append([]string{"serve", "--config", cfg}, tc.args...), io.Discard, &stderr)
+			}()
 			select {
 			case code := <-done:
 				if code != 1 {
