@@ -14,8 +14,9 @@ RUN go mod download
 COPY plugin/ plugin/
 COPY appliance/controlplane/ appliance/controlplane/
 # A static binary: no libc in the runtime image, no cgo surprises.
+ARG VERSION=dev
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
-RUN go build -ldflags="-s -w" -o /out/trousseau ./plugin/cmd/trousseau
+RUN go build -ldflags="-s -w -X main.version=${VERSION}" -o /out/trousseau ./plugin/cmd/trousseau
 
 # distroless/static has no shell and no package manager. Its nonroot user
 # (65532) is the default; the Helm chart runs the container as uid 0 with
