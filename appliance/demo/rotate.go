@@ -59,7 +59,7 @@ func Rotate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (Rotat
 	}
 	p.Detail("Transit key is now at version %d", r.VaultVersion)
 	err = p.Step("wait for the plugin to report the new key_id", func() error {
-		r.NewKeyID, err = waitPluginKeyChange(ctx, rt, r.OldKeyID)
+		r.NewKeyID, err = WaitPluginKeyChange(ctx, rt, r.OldKeyID)
 		return err
 	})
 	if err != nil {
@@ -78,7 +78,9 @@ func Rotate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (Rotat
 	return r, err
 }
 
-func waitPluginKeyChange(ctx context.Context, rt runtime.Runtime, old string) (string, error) {
+// WaitPluginKeyChange waits until the plugin's Status key_id differs from
+// old and returns the new one.
+func WaitPluginKeyChange(ctx context.Context, rt runtime.Runtime, old string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, keyChangeTimeout)
 	defer cancel()
 	for {

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
@@ -65,4 +68,45 @@ next:
 		return true
 	}
 	return false
+}
+
+// SumMetric adds up every sample of metric (a counter or a histogram's
+// _count) in Prometheus text whose labels contain all of labels, e.g.
+// SumMetric(text, "trousseau_rpc_duration_seconds_count", `method="Decrypt"`).
+func SumMetric(text, metric string, labels ...string) float64 {
+	var sum float64
+next:
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, metric+"{") && !strings.HasPrefix(line, metric+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
+		}
+		fields := strings.Fields(line)
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// PluginMetrics returns the plugin's /metrics text from its ops endpoint.
+func PluginMetrics(ctx context.Context, r Runtime) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.PluginOps()+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("read plugin metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("read plugin metrics: %s %v", resp.Status, err)
+	}
+	return string(b), nil
 }

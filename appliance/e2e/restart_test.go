@@ -1,0 +1,149 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
+)
+
+// bulkSecrets is how many Secrets the cold start needs, per field case 16.
+const bulkSecrets = 2000
+
+// Field case 16: an apiserver restarts with thousands of Secrets stored.
+// Measure restart-to-ready and the plugin's Decrypt calls; Decrypt calls
+// track distinct DEK seeds, not Secrets.
+func TestFieldCase16ColdStartWith2000Secrets(t *testing.T) {
+	ensureKMS(t)
+	ctx := context.Background()
+	ns := namespace(t, "e2e-bulk")
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := 0; i < bulkSecrets; i++ {
+		g.Go(func() error {
+			name := fmt.Sprintf("bulk-%d", i)
+			_, err := cs.CoreV1().Secrets(ns).Create(gctx, newSecret(ns, name, fmt.Sprintf("bulk value %d", i)), metav1.CreateOptions{})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("create %d Secrets: %v", bulkSecrets, err)
+	}
+	figure(t, "coldstart_create_2000_secrets_seconds", time.Since(start).Seconds())
+
+	kvs, err := rt.EtcdList(ctx, "/registry/secrets/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := map[string]bool{}
+	for _, kv := range kvs {
+		env, err := etcdproof.Decode(kv.Value)
+		if err != nil {
+			t.Fatalf("%s: %v", kv.Key, err)
+		}
+		seeds[env.KeyID+"\x00"+string(env.EncryptedSeed)] = true
+	}
+	figure(t, "coldstart_secrets_in_etcd", len(kvs))
+	figure(t, "coldstart_distinct_dek_seeds", len(seeds))
+
+	before := decryptCalls(t)
+	if err := rt.StopAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Now()
+	if err := rt.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ready := waitFor(t, "apiserver /readyz after restart", 3*time.Minute, apiserverHealth("/readyz"))
+	figure(t, "coldstart_restart_to_ready_seconds", ready.Seconds())
+	listStart := time.Now()
+	n := 0
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := cs.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			t.Fatalf("list every Secret after restart: %v", err)
+		}
+		n += len(list.Items)
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
+	}
+	figure(t, "coldstart_list_all_after_restart_seconds", time.Since(listStart).Seconds())
+	figure(t, "coldstart_restart_to_all_read_seconds", time.Since(restart).Seconds())
+	decrypts := decryptCalls(t) - before
+	figure(t, "coldstart_plugin_decrypt_calls", decrypts)
+	if n < bulkSecrets {
+		t.Errorf("listed %d Secrets after restart, want at least %d", n, bulkSecrets)
+	}
+	if decrypts > float64(len(seeds)) {
+		t.Errorf("plugin served %v Decrypt calls for %d distinct DEK seeds: the apiserver's seed cache is not doing its job", decrypts, len(seeds))
+	}
+	if decrypts == 0 {
+		t.Error("no Decrypt call after an apiserver restart: the metric or the restart is wrong")
+	}
+}
+
+func decryptCalls(t *testing.T) float64 {
+	t.Helper()
+	m, err := runtime.PluginMetrics(context.Background(), rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.SumMetric(m, "trousseau_rpc_duration_seconds_count", `method="Decrypt"`)
+}
+
+// Field case 19: the apiserver and the plugin start in either order, many
+// times; every start converges to Ready with no manual step.
+func TestFieldCase19StartOrderEitherWay(t *testing.T) {
+	ensureKMS(t)
+	ctx := context.Background()
+	const rounds = 3
+	for i := 0; i < rounds; i++ {
+		for _, apiserverFirst := range []bool{true, false} {
+			name := "plugin-first"
+			if apiserverFirst {
+				name = "apiserver-first"
+			}
+			if err := rt.StopAPIServer(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.SignalPlugin(ctx, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if apiserverFirst {
+				if err := rt.StartAPIServer(ctx); err != nil {
+					t.Fatal(err)
+				}
+				// The apiserver is really up (serving, KMS not yet) before the plugin starts.
+				waitFor(t, "apiserver /livez before the plugin starts", 2*time.Minute, apiserverHealth("/livez"))
+				if err := rt.StartPlugin(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := rt.StartPlugin(ctx); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "plugin /readyz before the apiserver starts", time.Minute, pluginReady)
+				if err := rt.StartAPIServer(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, name+": apiserver /readyz", 2*time.Minute, apiserverHealth("/readyz"))
+			waitFor(t, name+": a Secret write and read", time.Minute, secretWorks)
+			figure(t, fmt.Sprintf("start_order_%s_round%d_converge_seconds", name, i+1), time.Since(start).Seconds())
+		}
+	}
+}
