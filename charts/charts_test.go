@@ -13,6 +13,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"sigs.k8s.io/yaml"
 
@@ -182,11 +183,16 @@ func TestEveryRenderedObjectDecodesStrictly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, m := range out {
+		for name, doc := range splitDocs(out) {
+			m := doc
 			var meta struct{ Kind string }
 			_ = yaml.Unmarshal([]byte(m), &meta)
 			var into any
 			switch meta.Kind {
+			case "ServiceAccount":
+				into = &corev1.ServiceAccount{}
+			case "ClusterRoleBinding":
+				into = &rbacv1.ClusterRoleBinding{}
 			case "Deployment":
 				into = &appsv1.Deployment{}
 			case "StatefulSet":
@@ -551,4 +557,17 @@ func TestRenderIsStableAcrossCalls(t *testing.T) {
 			t.Fatal(fmt.Sprintf("%s differs between two renders", k))
 		}
 	}
+}
+
+// splitDocs splits multi-document manifests, keyed "template#index".
+func splitDocs(out map[string]string) map[string]string {
+	docs := map[string]string{}
+	for name, m := range out {
+		for i, d := range strings.Split(m, "\n---\n") {
+			if strings.TrimSpace(d) != "" {
+				docs[fmt.Sprintf("%s#%d", name, i)] = d
+			}
+		}
+	}
+	return docs
 }

@@ -22,7 +22,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The Vault pod spec; dev and persistent modes differ only in command and storage. */}}
 {{- define "vault-dev.podSpec" -}}
+{{- if .Values.kubernetesAuth.enabled }}
+serviceAccountName: {{ include "vault-dev.fullname" . }}
+# Vault's Kubernetes auth reviews tokens with this pod's own token and CA.
+automountServiceAccountToken: true
+{{- else }}
 automountServiceAccountToken: false
+{{- end }}
 enableServiceLinks: false
 securityContext:
   runAsNonRoot: true
@@ -66,12 +72,17 @@ containers:
         path: /v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204
         port: http
       periodSeconds: 5
+    {{- if eq .Values.mode "persistent" }}
     livenessProbe:
       httpGet:
         path: /v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204
         port: http
       periodSeconds: 10
       failureThreshold: 6
+    {{- end }}
+    {{- /* No liveness probe in dev mode: a restart loses every key, which is
+    worse than a hung process (the appliance pauses Vault with SIGSTOP to
+    simulate an outage). */}}
     resources:
       {{- toYaml .Values.resources | nindent 6 }}
     securityContext:
