@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -91,6 +92,12 @@ func removeStale(path string) error {
 	if err == nil {
 		conn.Close()
 		return fmt.Errorf("another process is serving on %s; stop it or choose another socket path", path)
+	}
+	// Only "connection refused" proves nobody listens. A full backlog
+	// (EAGAIN) or a permission error may hide a live server, which must
+	// never lose its socket.
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cannot tell whether a process is serving on %s (%v); stop it or remove the socket yourself", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale socket %s (nobody accepts on it): %w", path, err)

@@ -32,6 +32,12 @@ func TestStatusKeepsLastKeyIDWhenProviderFails(t *testing.T) {
 	if st.Healthz != "vault-transit: dial tcp 192.0.2.1:8200: i/o timeout" {
 		t.Fatalf("healthz = %q, want the provider's reason naming the address", st.Healthz)
 	}
+	// The outage is logged once, not on every refresh.
+	h.srv.RefreshStatus(ctx)
+	h.srv.RefreshStatus(ctx)
+	if n := strings.Count(h.logs.String(), "key status unhealthy"); n != 1 {
+		t.Fatalf("logged the outage %d times over three failed refreshes, want once", n)
+	}
 	// Writes may continue on the last key while the backend recovers.
 	if _, err := h.client.Encrypt(ctx, &kmsapi.EncryptRequest{Plaintext: seed(t), Uid: "u"}); err != nil {
 		t.Fatalf("Encrypt with a known key_id and a failing status: %v", err)
