@@ -156,7 +156,7 @@ func (l *load) call(f func(context.Context) error) error {
 	return err
 }
 
-// ackedSince counts acknowledged writes after t.
+// lastAck is when the last write was acknowledged.
 func (l *load) lastAck() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,0 +1,78 @@
+package local
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestStartedProcessRunsInItsOwnSessionAndStopsByPID(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := proc{name: "sleeper", bin: sleep, args: []string{"300"}, pidFile: filepath.Join(dir, "pids", "s.pid"), logFile: filepath.Join(dir, "logs", "s.log")}
+	pid, err := start(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if got := running(p.pidFile, sleep); got != pid {
+		t.Fatalf("running = %d, want %d", got, pid)
+	}
+	if sid, _ := unix.Getsid(pid); sid != pid {
+		t.Errorf("process session = %d, want its own (%d) so it outlives the caller", sid, pid)
+	}
+	if err := stop(context.Background(), p.pidFile, sleep, syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid, sleep) {
+		t.Error("process still alive after stop")
+	}
+	if _, err := os.Stat(p.pidFile); !os.IsNotExist(err) {
+		t.Error("pid file left behind after stop")
+	}
+}
+
+func TestStalePidFileNamingAnotherProgramIsNeverSignalled(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "etcd.pid")
+	// Our own pid: alive, but not an etcd binary, as after pid reuse.
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if running(pidFile, "/some/cache/etcd") != 0 {
+		t.Fatal("a pid file naming another program counts as running etcd")
+	}
+	if err := stop(context.Background(), pidFile, "/some/cache/etcd", syscall.SIGKILL, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Error("stale pid file not removed")
+	}
+}
+
+func TestPreflightNamesTheFixForMissingTools(t *testing.T) {
+	t.Setenv("TROUSSEAU_TOOLS_DIR", t.TempDir())
+	for _, v := range []string{"TROUSSEAU_ETCD_BIN", "TROUSSEAU_KUBE_APISERVER_BIN", "TROUSSEAU_VAULT_BIN"} {
+		t.Setenv(v, "")
+	}
+	err := preflight()
+	if err == nil {
+		t.Fatal("preflight passed with an empty tool cache")
+	}
+	for _, want := range []string{"etcd", "kube-apiserver", "vault", "go tool mage tools"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("preflight error %q does not mention %q", err, want)
+		}
+	}
+}
