@@ -63,7 +63,9 @@ func (l *Local) Kubeconfig() string { return filepath.Join(l.dir, "kubeconfig") 
 // StateDir is .trousseau/ under the repository root.
 func (l *Local) StateDir() string { return l.dir }
 
-func (l *Local) path(parts ...string) string { return filepath.Join(append([]string{l.dir}, parts...)...) }
+func (l *Local) path(parts ...string) string {
+	return filepath.Join(append([]string{l.dir}, parts...)...)
+}
 
 func (l *Local) pidFile(name string) string { return l.path("pids", name+".pid") }
 func (l *Local) logFile(name string) string {
@@ -72,12 +74,12 @@ func (l *Local) logFile(name string) string {
 	}
 	return l.path("logs", name+".log")
 }
-func (l *Local) pkiDir() string             { return l.path("pki") }
-func (l *Local) encryptionDir() string      { return l.path("encryption") }
-func (l *Local) vaultDir() string           { return l.path("vault") }
-func (l *Local) rootTokenFile() string      { return l.path("vault", "root-token") }
-func (l *Local) pluginBin() string          { return l.path("bin", "trousseau") }
-func (l *Local) pluginConfig() string       { return l.path("plugin", "trousseau.yaml") }
+func (l *Local) pkiDir() string        { return l.path("pki") }
+func (l *Local) encryptionDir() string { return l.path("encryption") }
+func (l *Local) vaultDir() string      { return l.path("vault") }
+func (l *Local) rootTokenFile() string { return l.path("vault", "root-token") }
+func (l *Local) pluginBin() string     { return l.path("bin", "trousseau") }
+func (l *Local) pluginConfig() string  { return l.path("plugin", "trousseau.yaml") }
 
 // socketPath is the plugin socket. A unix socket path is limited to 107
 // bytes, so a deep checkout falls back to a short per-checkout directory in
