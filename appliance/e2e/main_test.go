@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	rt, err = runtime.Select(runtime.Options{RepoRoot: root, Progress: p})
+	rt, err = runtime.Select(runtime.Options{RepoRoot: root, Progress: p, Instance: "e2e"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -48,7 +48,11 @@ func New(opts runtime.Options) (*Local, error) {
 	if opts.Progress == nil {
 		opts.Progress = progress.Default()
 	}
-	return &Local{repo: opts.RepoRoot, dir: filepath.Join(opts.RepoRoot, StateDirName), p: opts.Progress}, nil
+	dir := filepath.Join(opts.RepoRoot, StateDirName)
+	if opts.Instance != "" {
+		dir = filepath.Join(dir, "instances", opts.Instance)
+	}
+	return &Local{repo: opts.RepoRoot, dir: dir, p: opts.Progress}, nil
 }
 
 // Name implements runtime.Runtime.
@@ -60,7 +64,8 @@ func (l *Local) Transit() (string, string) { return transitMount, transitKey }
 // Kubeconfig implements runtime.Runtime.
 func (l *Local) Kubeconfig() string { return filepath.Join(l.dir, "kubeconfig") }
 
-// StateDir is .trousseau/ under the repository root.
+// StateDir is .trousseau/ under the repository root, or
+// .trousseau/instances/<instance>.
 func (l *Local) StateDir() string { return l.dir }
 
 func (l *Local) path(parts ...string) string {

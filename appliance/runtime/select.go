@@ -25,6 +25,10 @@ type Options struct {
 	RepoRoot string
 	// Progress receives people-facing step lines.
 	Progress *progress.Printer
+	// Instance separates stacks that may run side by side: empty for the
+	// one people use (`mage demo`), "e2e" for the tests, so a test run
+	// never tears down a stack someone is looking at.
+	Instance string
 }
 
 // Factory builds a runtime.
