@@ -164,7 +164,7 @@ func pluginEnv() []string {
 }
 
 func (l *Local) waitPluginReady(ctx context.Context, s state) error {
-	return l.waitHealthy(ctx, pluginName, l.pluginBin(), func(ctx context.Context) error {
+	return l.waitHealthy(ctx, pluginName, l.binOf(pluginName), func(ctx context.Context) error {
 		return httpOK(ctx, http.DefaultClient, "http://"+s.opsAddr()+"/readyz")
 	})
 }
@@ -204,8 +204,9 @@ func (l *Local) apiserverArgs(s state, f pki.Files) []string {
 		"api-audiences":                    "https://kubernetes.default.svc.cluster.local",
 		"service-cluster-ip-range":         "10.96.0.0/16",
 		"authorization-mode":               "RBAC",
-		// No controller-manager runs, so nothing would create the
-		// ServiceAccounts this plugin waits for; Secrets need neither.
+		// The ServiceAccount admission plugin waits for default
+		// ServiceAccounts that only kube-controller-manager creates, and
+		// none runs here; Secrets do not need it.
 		"disable-admission-plugins": "ServiceAccount",
 		// Endpoints for a loopback address are invalid and no Service
 		// routes to this apiserver anyway.

@@ -111,13 +111,13 @@ func (l *Local) StartAPIServer(context.Context) error {
 
 // SignalPlugin implements runtime.Runtime.
 func (l *Local) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
-	return stop(ctx, l.pidFile(pluginName), l.pluginBin(), sig, stopGrace)
+	return stop(ctx, l.pidFile(pluginName), l.binOf(pluginName), sig, stopGrace)
 }
 
 // StartPlugin implements runtime.Runtime. It reuses the built binary and
 // rendered config of the running stack.
 func (l *Local) StartPlugin(context.Context) error {
-	if running(l.pidFile(pluginName), l.pluginBin()) != 0 {
+	if running(l.pidFile(pluginName), l.binOf(pluginName)) != 0 {
 		return fmt.Errorf("the plugin is already running")
 	}
 	return l.launchPlugin()
@@ -125,7 +125,7 @@ func (l *Local) StartPlugin(context.Context) error {
 
 // PluginID implements runtime.Runtime.
 func (l *Local) PluginID(context.Context) (string, error) {
-	pid := running(l.pidFile(pluginName), l.pluginBin())
+	pid := running(l.pidFile(pluginName), l.binOf(pluginName))
 	if pid == 0 {
 		return "", fmt.Errorf("the plugin is not running")
 	}
@@ -153,7 +153,7 @@ func (l *Local) PauseVault(context.Context) error { return l.signalVault(syscall
 func (l *Local) ResumeVault(context.Context) error { return l.signalVault(syscall.SIGCONT) }
 
 func (l *Local) signalVault(sig syscall.Signal) error {
-	pid := running(l.pidFile(vaultName), vaultBin())
+	pid := running(l.pidFile(vaultName), l.binOf(vaultName))
 	if pid == 0 {
 		return fmt.Errorf("the dev Vault is not running")
 	}

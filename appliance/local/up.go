@@ -19,19 +19,21 @@ import (
 // apiserver, so the apiserver's first Status already succeeds (plan B).
 var components = []string{etcdName, vaultName, pluginName, apiserverName}
 
+// binOf is the program name a component's pid must run: a pid file is
+// only trusted when the process behind it is that program.
+// The name alone is used when the tool cannot be located (e.g. its cache
+// was cleared), so a down still finds what an earlier up started.
 func (l *Local) binOf(name string) string {
-	switch name {
-	case etcdName:
-		p, _ := tools.Etcd.Path()
-		return p
-	case apiserverName:
-		p, _ := tools.KubeAPIServer.Path()
-		return p
-	case vaultName:
-		return vaultBin()
-	default:
-		return l.pluginBin()
+	tool := map[string]tools.Tool{etcdName: tools.Etcd, apiserverName: tools.KubeAPIServer, vaultName: tools.Vault}
+	if t, ok := tool[name]; ok {
+		if p, err := t.Path(); err == nil {
+			return p
+		}
 	}
+	if name == pluginName {
+		return "trousseau"
+	}
+	return name
 }
 
 // live maps each running component to its pid.

@@ -9,7 +9,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/trousseau-io/trousseau/appliance/tools"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
 )
 
@@ -36,21 +35,13 @@ func (l *Local) startVault(ctx context.Context) (string, error) {
 	return srv.Addr, nil
 }
 
-func vaultBin() string {
-	p, err := tools.Vault.Path()
-	if err != nil {
-		return "vault"
-	}
-	return p
-}
-
 // VaultRoot implements runtime.Runtime with the root token file Start wrote.
 func (l *Local) VaultRoot(ctx context.Context) (*vaultapi.Client, error) {
 	s, err := l.loadState()
 	if err != nil {
 		return nil, err
 	}
-	if s.VaultAddr == "" || running(l.pidFile(vaultName), vaultBin()) == 0 {
+	if s.VaultAddr == "" || running(l.pidFile(vaultName), l.binOf(vaultName)) == 0 {
 		return nil, fmt.Errorf("the dev Vault is not running: start the stack with `go tool mage demo`")
 	}
 	token, err := os.ReadFile(l.rootTokenFile())
