@@ -64,6 +64,13 @@ func registered() []string {
 // never have to guess.
 func Select(opts Options) (Runtime, error) {
 	name, why := choose(os.Getenv(EnvRuntime), dockerPing)
+	if name == "kind" && os.Getenv(EnvRuntime) == "kind" {
+		if err := dockerPing(); err != nil {
+			return nil, fmt.Errorf("%s=kind, but no Docker engine answered (%v). kind runs the cluster in Docker containers, "+
+				"so it needs a running engine: start Docker (or fix DOCKER_HOST), or unset %s to use the local runtime, "+
+				"which runs the same components as processes", EnvRuntime, err, EnvRuntime)
+		}
+	}
 	mu.Lock()
 	f := factories[name]
 	mu.Unlock()

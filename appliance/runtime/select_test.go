@@ -58,3 +58,17 @@ apiserver_envelope_encryption_key_id_hash_total{apiserver_id_hash="sha256:x",key
 		t.Errorf("KeyIDHash(k1) = %s, want %s", got, want)
 	}
 }
+
+func TestSelectKindWithoutDockerEngineNamesCauseAndFix(t *testing.T) {
+	t.Setenv(EnvRuntime, "kind")
+	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/no-docker.sock")
+	_, err := Select(Options{})
+	if err == nil {
+		t.Fatal("Select chose kind without a Docker engine")
+	}
+	for _, want := range []string{"no Docker engine answered", "start Docker", "unset " + EnvRuntime} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
