@@ -1,0 +1,22 @@
+package kind
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// Down implements runtime.Runtime: it deletes the cluster (a no-op when it
+// is gone) and the runtime's state, including the dev Vault's root token,
+// which is useless once its in-memory Vault is gone.
+func (k *Kind) Down(context.Context) error {
+	return k.p.Step(fmt.Sprintf("delete kind cluster %q and %s", ClusterName, k.opts.StateDir), func() error {
+		if err := k.provider.Delete(ClusterName, k.Kubeconfig()); err != nil {
+			return fmt.Errorf("kind delete cluster %s: %w", ClusterName, err)
+		}
+		if err := os.RemoveAll(k.opts.StateDir); err != nil {
+			return fmt.Errorf("remove %s: %w", k.opts.StateDir, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,352 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
+
+	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
+)
+
+// controlPlanes returns the control-plane nodes in config order: kind names
+// them <cluster>-control-plane, <cluster>-control-plane2, …, so node i is
+// the one that mounts SocketHostDir(i).
+func (k *Kind) controlPlanes() ([]nodes.Node, error) {
+	all, err := k.provider.ListNodes(ClusterName)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes of kind cluster %s: %w", ClusterName, err)
+	}
+	cps, err := nodeutils.ControlPlaneNodes(all)
+	if err != nil {
+		return nil, err
+	}
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("kind cluster %s has no control-plane node: is it up? (`go tool mage status`)", ClusterName)
+	}
+	sort.Slice(cps, func(i, j int) bool {
+		a, b := cps[i].String(), cps[j].String()
+		return len(a) < len(b) || (len(a) == len(b) && a < b)
+	})
+	return cps, nil
+}
+
+func (k *Kind) firstControlPlane() (nodes.Node, error) {
+	cps, err := k.controlPlanes()
+	if err != nil {
+		return nil, err
+	}
+	return cps[0], nil
+}
+
+// run runs a command in a node and returns its stdout; the error quotes stderr.
+func run(n nodes.Node, name string, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	err := n.Command(name, args...).SetStdout(&stdout).SetStderr(&stderr).Run()
+	if err != nil {
+		return "", fmt.Errorf("%s on node %s: %w: %s", kindexec.PrettyCommand(name, args...), n, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// containerID is the running container of that name in the node, "" if none.
+func containerID(n nodes.Node, name string) (string, error) {
+	out, err := run(n, "crictl", "ps", "--state", "running", "--name", "^"+name+"$", "-q")
+	if err != nil {
+		return "", err
+	}
+	ids := strings.Fields(out)
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
+}
+
+// EtcdList implements runtime.Runtime: etcdctl inside the etcd container of
+// the first control-plane node (crictl exec), with kubeadm's etcd client
+// certificates, so the values are exactly what etcd stores.
+func (k *Kind) EtcdList(ctx context.Context, prefix string) ([]runtime.KV, error) {
+	n, err := k.firstControlPlane()
+	if err != nil {
+		return nil, err
+	}
+	id, err := containerID(n, "etcd")
+	if err != nil || id == "" {
+		return nil, fmt.Errorf("find the etcd container on %s: %v (is the cluster up?)", n, err)
+	}
+	const pki = "/etc/kubernetes/pki/etcd/"
+	out, err := run(n, "crictl", "exec", id, "etcdctl",
+		"--endpoints=https://127.0.0.1:2379", "--cacert="+pki+"ca.crt", "--cert="+pki+"server.crt", "--key="+pki+"server.key",
+		"get", "--prefix", prefix, "-w", "json")
+	if err != nil {
+		return nil, fmt.Errorf("list etcd keys under %s: %w", prefix, err)
+	}
+	return decodeEtcdctlJSON([]byte(out))
+}
+
+// decodeEtcdctlJSON reads `etcdctl get -w json`, whose keys and values are
+// base64.
+func decodeEtcdctlJSON(out []byte) ([]runtime.KV, error) {
+	var resp struct {
+		KVs []struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		} `json:"kvs"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("decode etcdctl output: %w", err)
+	}
+	kvs := make([]runtime.KV, 0, len(resp.KVs))
+	for _, kv := range resp.KVs {
+		key, err := base64.StdEncoding.DecodeString(kv.Key)
+		if err != nil {
+			return nil, fmt.Errorf("decode etcd key: %w", err)
+		}
+		val, err := base64.StdEncoding.DecodeString(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("decode etcd value of %s: %w", key, err)
+		}
+		kvs = append(kvs, runtime.KV{Key: string(key), Value: val})
+	}
+	return kvs, nil
+}
+
+func kmsPrefix() string { return "k8s:enc:kms:v2:" + controlplane.ProviderName + ":" }
+
+// proveEncrypted fails unless every Secret in etcd carries the KMS prefix.
+// A cluster whose kubeadm patch was skipped would pass every other check.
+func (k *Kind) proveEncrypted(ctx context.Context) error {
+	kvs, err := k.EtcdList(ctx, "/registry/secrets/")
+	if err != nil {
+		return err
+	}
+	var plain []string
+	for _, kv := range kvs {
+		if !bytes.HasPrefix(kv.Value, []byte(kmsPrefix())) {
+			plain = append(plain, kv.Key)
+		}
+	}
+	if len(kvs) == 0 {
+		return fmt.Errorf("etcd holds no Secrets under /registry/secrets/: nothing proves encryption")
+	}
+	if len(plain) > 0 {
+		return fmt.Errorf("%d of %d Secrets in etcd are not KMS-encrypted (first: %s). If none is, the kubeadm patch did not reach "+
+			"kube-apiserver: check its --encryption-provider-config flag in /etc/kubernetes/manifests/kube-apiserver.yaml on the node",
+			len(plain), len(kvs), plain[0])
+	}
+	return nil
+}
+
+// reloadMetric counts the apiserver's successful EncryptionConfiguration reloads.
+const reloadMetric = "apiserver_encryption_config_controller_automatic_reloads_total"
+
+// reloadSuccesses reads reloadMetric{status="success"} from every apiserver
+// through its own node (kubectl on the node against 127.0.0.1), because in
+// HA the load balancer would pick one at random.
+func (k *Kind) reloadSuccesses(ctx context.Context) (map[string]float64, error) {
+	cps, err := k.controlPlanes()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, n := range cps {
+		text, err := run(n, "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "--server=https://127.0.0.1:6443", "get", "--raw", "/metrics")
+		if err != nil {
+			return nil, fmt.Errorf("read kube-apiserver metrics: %w", err)
+		}
+		out[n.String()] = runtime.SumMetric(text, reloadMetric, `status="success"`)
+	}
+	return out, nil
+}
+
+// waitReload waits until every apiserver reports one more successful
+// reload than before. The apiserver polls the file once a minute and
+// health-checks the new providers before it swaps.
+func (k *Kind) waitReload(ctx context.Context, before map[string]float64) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		now, err := k.reloadSuccesses(ctx)
+		done := err == nil
+		for node, b := range before {
+			if now[node] <= b {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kube-apiserver did not report %s{status=\"success\"} within 3m (before %v, now %v, last error %v). "+
+				"A failed reload keeps the old config: check `kubectl -n kube-system logs` of kube-apiserver for \"encryption config\"",
+				reloadMetric, before, now, err)
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+const apiserverManifest = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+
+// apiserverParked is where StopAPIServer moves the static-pod manifest: the
+// kubelet stops a static pod whose manifest leaves its directory.
+const apiserverParked = "/etc/kubernetes/kube-apiserver.yaml.stopped"
+
+// StopAPIServer implements runtime.Runtime on every control-plane node.
+func (k *Kind) StopAPIServer(ctx context.Context) error {
+	cps, err := k.controlPlanes()
+	if err != nil {
+		return err
+	}
+	for _, n := range cps {
+		if _, err := run(n, "mv", apiserverManifest, apiserverParked); err != nil {
+			return fmt.Errorf("stop kube-apiserver: %w", err)
+		}
+	}
+	return waitFor(ctx, 2*time.Minute, "kube-apiserver containers to stop", func() (bool, error) {
+		for _, n := range cps {
+			id, err := containerID(n, "kube-apiserver")
+			if err != nil || id != "" {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// StartAPIServer implements runtime.Runtime: the manifest goes back and the
+// kubelet starts the pod; readiness is the caller's to wait for.
+func (k *Kind) StartAPIServer(ctx context.Context) error {
+	cps, err := k.controlPlanes()
+	if err != nil {
+		return err
+	}
+	for _, n := range cps {
+		if _, err := run(n, "mv", apiserverParked, apiserverManifest); err != nil {
+			return fmt.Errorf("start kube-apiserver: %w", err)
+		}
+	}
+	return waitFor(ctx, 2*time.Minute, "kube-apiserver containers to run", func() (bool, error) {
+		for _, n := range cps {
+			id, err := containerID(n, "kube-apiserver")
+			if err != nil || id == "" {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+}
+
+// pluginPID is the host-namespace PID of the plugin container on the first
+// control-plane node (the one whose socket PluginStatus dials).
+func (k *Kind) pluginPID(n nodes.Node) (id, pid string, err error) {
+	id, err = containerID(n, pluginContainer)
+	if err != nil || id == "" {
+		return "", "", fmt.Errorf("no running plugin container on %s: %v", n, err)
+	}
+	out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.info.pid}}", id)
+	if err != nil {
+		return "", "", err
+	}
+	return id, strings.TrimSpace(out), nil
+}
+
+// SignalPlugin implements runtime.Runtime. The distroless image has no
+// kill, so the signal is sent from the node to the container's PID, and
+// the wait ends when that container no longer runs. The kubelet then
+// restarts it, as it would after a crash.
+func (k *Kind) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
+	n, err := k.firstControlPlane()
+	if err != nil {
+		return err
+	}
+	id, pid, err := k.pluginPID(n)
+	if err != nil {
+		return err
+	}
+	if _, err := run(n, "kill", "-s", strings.TrimPrefix(sigName(sig), "SIG"), pid); err != nil {
+		return fmt.Errorf("signal the plugin: %w", err)
+	}
+	return waitFor(ctx, time.Minute, "the plugin container to exit", func() (bool, error) {
+		out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.status.state}}", id)
+		return err == nil && strings.TrimSpace(out) != "CONTAINER_RUNNING", nil
+	})
+}
+
+func sigName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	}
+	return fmt.Sprintf("%d", int(sig))
+}
+
+// StartPlugin implements runtime.Runtime. The kubelet restarts the
+// DaemonSet's container by itself; this waits for a running one.
+func (k *Kind) StartPlugin(ctx context.Context) error {
+	n, err := k.firstControlPlane()
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, 2*time.Minute, "the kubelet to restart the plugin container", func() (bool, error) {
+		id, err := containerID(n, pluginContainer)
+		return err == nil && id != "", nil
+	})
+}
+
+// PluginID implements runtime.Runtime: the running container's ID.
+func (k *Kind) PluginID(context.Context) (string, error) {
+	n, err := k.firstControlPlane()
+	if err != nil {
+		return "", err
+	}
+	id, err := containerID(n, pluginContainer)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", fmt.Errorf("the plugin is not running on %s", n)
+	}
+	return id, nil
+}
+
+// PluginStatus implements runtime.Runtime through the first node's socket
+// mount on the host (a Linux Docker engine shares bind-mounted sockets).
+func (k *Kind) PluginStatus(ctx context.Context) (runtime.PluginStatus, error) {
+	return runtime.PluginStatusAt(ctx, k.hostSocket(0))
+}
+
+// waitFor polls cond every second until it holds or the timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out after %s waiting for %s (last error: %v)", timeout, what, last)
+		case <-time.After(time.Second):
+		}
+	}
+}

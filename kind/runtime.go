@@ -1,0 +1,165 @@
+package kind
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/kind/pkg/cluster"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+
+	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/progress"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
+)
+
+func init() {
+	runtime.Register("kind", func(o runtime.Options) (runtime.Runtime, error) { return New(o) })
+}
+
+// EnvNodeImage overrides the node image, e.g. to run CI on older
+// Kubernetes minors.
+const EnvNodeImage = "TROUSSEAU_KIND_NODE_IMAGE"
+
+// EnvControlPlanes asks for an HA cluster, e.g. 3.
+const EnvControlPlanes = "TROUSSEAU_KIND_CONTROL_PLANES"
+
+// StateDirName is the kind runtime's state under the repository root
+// (git-ignored with the rest of .trousseau/).
+const StateDirName = ".trousseau/kind"
+
+// Names of what the appliance installs.
+const (
+	ClusterName     = "trousseau"
+	VaultNamespace  = "vault"
+	VaultRelease    = "vault"
+	PluginImage     = "trousseau.local/trousseau"
+	PluginImageTag  = "kind-dev"
+	transitMount    = "transit"
+	transitKey      = "kubernetes"
+	vaultK8sRole    = "trousseau"
+	vaultK8sMount   = "kubernetes"
+	vaultTokenKey   = "token"
+	pluginContainer = "trousseau"
+)
+
+// Kind is the kind runtime. It implements runtime.Runtime.
+type Kind struct {
+	repo     string
+	opts     ConfigOptions
+	p        *progress.Printer
+	provider *cluster.Provider
+
+	opsOnce sync.Once
+	opsURL  string
+}
+
+// New returns the kind runtime. It fails within a second when no Docker
+// engine answers, saying so and pointing at the local runtime, because
+// everything kind does needs the engine.
+func New(o runtime.Options) (*Kind, error) {
+	if o.RepoRoot == "" {
+		return nil, errors.New("kind runtime: RepoRoot is empty")
+	}
+	if err := engineAnswers(); err != nil {
+		return nil, fmt.Errorf("the kind runtime needs a running Docker engine, and none answered: %w.\n"+
+			"Start Docker (or point DOCKER_HOST at it), or use the local runtime, which needs no Docker: "+
+			"TROUSSEAU_RUNTIME=local go tool mage demo", err)
+	}
+	if o.Progress == nil {
+		o.Progress = progress.Default()
+	}
+	opts := ConfigOptions{
+		Name:      ClusterName,
+		StateDir:  filepath.Join(o.RepoRoot, filepath.FromSlash(StateDirName)),
+		NodeImage: os.Getenv(EnvNodeImage),
+	}
+	if n := os.Getenv(EnvControlPlanes); n != "" {
+		if _, err := fmt.Sscan(n, &opts.ControlPlanes); err != nil || opts.ControlPlanes < 1 {
+			return nil, fmt.Errorf("%s=%q: want a number of control-plane nodes such as 1 or 3", EnvControlPlanes, n)
+		}
+	}
+	if !filepath.IsAbs(opts.StateDir) {
+		abs, err := filepath.Abs(opts.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		opts.StateDir = abs
+	}
+	return &Kind{
+		repo:     o.RepoRoot,
+		opts:     opts,
+		p:        o.Progress,
+		provider: cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindlog.NoopLogger{})),
+	}, nil
+}
+
+// engineAnswers pings the Docker engine's API (a docker CLI on PATH proves
+// nothing). A healthy engine answers in milliseconds; the budget keeps a
+// missing or hung one under a second.
+func engineAnswers() error {
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	network, addr, ok := strings.Cut(host, "://")
+	if !ok || (network != "unix" && network != "tcp") {
+		return fmt.Errorf("DOCKER_HOST=%s is neither unix:// nor tcp://", host)
+	}
+	c := &http.Client{
+		Timeout: 700 * time.Millisecond,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}},
+	}
+	resp, err := c.Get("http://docker/_ping")
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return fmt.Errorf("%s: %w", host, op)
+		}
+		return fmt.Errorf("%s: %w", host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: /_ping answered %s", host, resp.Status)
+	}
+	return nil
+}
+
+// Name implements runtime.Runtime.
+func (k *Kind) Name() string { return "kind" }
+
+// Transit implements runtime.Runtime.
+func (k *Kind) Transit() (string, string) { return transitMount, transitKey }
+
+// Kubeconfig implements runtime.Runtime.
+func (k *Kind) Kubeconfig() string { return filepath.Join(k.opts.StateDir, "kubeconfig") }
+
+// StateDir is .trousseau/kind under the repository root.
+func (k *Kind) StateDir() string { return k.opts.StateDir }
+
+func (k *Kind) path(parts ...string) string {
+	return filepath.Join(append([]string{k.opts.StateDir}, parts...)...)
+}
+
+func (k *Kind) rootTokenFile() string   { return k.path("vault", "root-token") }
+func (k *Kind) credentialsDir() string  { return k.path("vault", "credentials") }
+func (k *Kind) imageArchive() string    { return k.path("image", "trousseau.tar") }
+func (k *Kind) encryptionFile() string {
+	return filepath.Join(k.opts.EncryptionConfigHostDir(), controlplane.EncryptionConfigFile)
+}
+
+// hostSocket is control-plane node i's plugin socket as seen from the host,
+// through the node's extraMount.
+func (k *Kind) hostSocket(i int) string {
+	return filepath.Join(k.opts.SocketHostDir(i), controlplane.SocketFile)
+}

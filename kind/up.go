@@ -1,0 +1,167 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"sigs.k8s.io/kind/pkg/cluster"
+
+	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
+)
+
+// Up implements runtime.Runtime with plan A of facts.md §3: kubeadm writes
+// Secrets before any pod can run, so the cluster boots identity-only with
+// automatic reload; then the dev Vault and the plugin are installed, the
+// config is flipped to KMS first, existing Secrets are migrated and etcd is
+// checked. Every step is idempotent, so Up on a running cluster repairs.
+func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
+	exists, err := k.clusterExists()
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := k.p.Step(fmt.Sprintf("create kind cluster %q (%d control-plane node(s), %s), Secrets identity-only",
+			ClusterName, max(k.opts.ControlPlanes, 1), k.nodeImage()), func() error { return k.create() }); err != nil {
+			return err
+		}
+	} else {
+		k.p.Say("▸ kind cluster %q exists: reusing it", ClusterName)
+	}
+	if err := k.p.Step("build the plugin image and load it into the nodes", func() error { return k.buildAndLoadImage(ctx) }); err != nil {
+		return err
+	}
+	cs, err := runtime.Clientset(k)
+	if err != nil {
+		return err
+	}
+	if err := k.p.Step("install the dev Vault (charts/vault-dev, Helm configmap storage)", func() error { return k.installVault(ctx, cs) }); err != nil {
+		return err
+	}
+	k.p.Say("  ! dev-mode Vault keeps its keys in memory: if its pod restarts, the Secrets it encrypted are unreadable")
+	if err := k.p.Step("bootstrap Transit, the plugin policy and Kubernetes auth", func() error { return k.bootstrapVault(ctx) }); err != nil {
+		return err
+	}
+	if err := k.p.Step("install charts/trousseau and wait for the plugin's /readyz", func() error { return k.installPlugin(ctx, cs) }); err != nil {
+		return err
+	}
+	if mode == controlplane.IdentityOnly {
+		return k.SetEncryptionMode(ctx, mode)
+	}
+	before, err := k.reloadSuccesses(ctx)
+	if err != nil {
+		return err
+	}
+	changed, err := k.writeEncryptionConfig(mode)
+	if err != nil {
+		return err
+	}
+	if changed {
+		if err := k.p.Step("switch to KMS first and wait for every apiserver's automatic reload (polls each minute)", func() error {
+			return k.waitReload(ctx, before)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := k.p.Step("migrate existing Secrets (rewrite each unchanged)", func() error { _, err := migrate(ctx, cs); return err }); err != nil {
+		return err
+	}
+	return k.p.Step("prove from etcd: every Secret starts with "+kmsPrefix(), func() error { return k.proveEncrypted(ctx) })
+}
+
+func (k *Kind) nodeImage() string {
+	if k.opts.NodeImage != "" {
+		return k.opts.NodeImage
+	}
+	return NodeImage
+}
+
+func (k *Kind) clusterExists() (bool, error) {
+	names, err := k.provider.List()
+	if err != nil {
+		return false, fmt.Errorf("list kind clusters: %w", err)
+	}
+	return slices.Contains(names, ClusterName), nil
+}
+
+// create makes the host directories the nodes mount, writes the
+// identity-only EncryptionConfiguration the apiserver boots with, and
+// creates the cluster.
+func (k *Kind) create() error {
+	cfg, err := Config(k.opts)
+	if err != nil {
+		return err
+	}
+	dirs := []string{k.opts.EncryptionConfigHostDir()}
+	for i := range cfg.Nodes {
+		dirs = append(dirs, k.opts.SocketHostDir(i))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create host mount %s: %w", d, err)
+		}
+	}
+	if _, err := k.writeEncryptionConfig(controlplane.IdentityOnly); err != nil {
+		return err
+	}
+	err = k.provider.Create(ClusterName,
+		cluster.CreateWithV1Alpha4Config(cfg),
+		cluster.CreateWithKubeconfigPath(k.Kubeconfig()),
+		cluster.CreateWithWaitForReady(3*time.Minute),
+		cluster.CreateWithDisplayUsage(false),
+		cluster.CreateWithDisplaySalutation(false))
+	if err != nil {
+		return fmt.Errorf("kind create cluster %s: %w\nFix: `go tool mage down`, then retry; `docker ps -a` shows leftover nodes", ClusterName, err)
+	}
+	return nil
+}
+
+// writeEncryptionConfig replaces the EncryptionConfiguration atomically
+// (write, then rename in the mounted directory, which is why the directory
+// and not the file is mounted) and reports whether its content changed.
+func (k *Kind) writeEncryptionConfig(mode controlplane.Mode) (bool, error) {
+	cfg, err := controlplane.EncryptionConfig(mode, controlplane.SocketPath())
+	if err != nil {
+		return false, err
+	}
+	old, err := os.ReadFile(k.encryptionFile())
+	if err == nil && bytes.Equal(old, cfg) {
+		return false, nil
+	}
+	dir := filepath.Dir(k.encryptionFile())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, ".encryption-config-*")
+	if err != nil {
+		return false, fmt.Errorf("write EncryptionConfiguration: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(cfg); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp.Name(), k.encryptionFile()); err != nil {
+		return false, fmt.Errorf("replace %s: %w", k.encryptionFile(), err)
+	}
+	return true, nil
+}
+
+// SetEncryptionMode implements runtime.Runtime: every apiserver reads the
+// one shared file and reloads it within about a minute.
+func (k *Kind) SetEncryptionMode(_ context.Context, mode controlplane.Mode) error {
+	_, err := k.writeEncryptionConfig(mode)
+	return err
+}

@@ -1,0 +1,221 @@
+package kind
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trousseau-io/trousseau/charts"
+	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
+)
+
+// vaultRootTokenSecret is the Secret (key "token") the vault-dev chart
+// reads the dev root token from. The appliance creates it before the switch
+// to KMS, outside Helm, so the token is never in a release record.
+const vaultRootTokenSecret = "vault-dev-root-token"
+
+// vaultInClusterAddr is the plugin's Vault address: charts/vault-dev's
+// Service (release "vault" in namespace "vault").
+const vaultInClusterAddr = "http://vault.vault.svc:8200"
+
+// installVault creates the dev root token (kept on the host, 0600) and its
+// Secret, then installs charts/vault-dev in dev mode.
+func (k *Kind) installVault(ctx context.Context, cs kubernetes.Interface) error {
+	if err := k.ensureRootToken(ctx, cs); err != nil {
+		return err
+	}
+	return k.helmApply(ctx, charts.VaultDev, VaultRelease, VaultNamespace, map[string]any{
+		"mode": "dev",
+		"dev":  map[string]any{"rootTokenSecret": vaultRootTokenSecret},
+	})
+}
+
+func (k *Kind) ensureRootToken(ctx context.Context, cs kubernetes.Interface) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: VaultNamespace}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", VaultNamespace, err)
+	}
+	_, getErr := cs.CoreV1().Secrets(VaultNamespace).Get(ctx, vaultRootTokenSecret, metav1.GetOptions{})
+	_, readErr := os.ReadFile(k.rootTokenFile())
+	switch {
+	case getErr == nil && readErr == nil:
+		return nil
+	case getErr == nil:
+		return fmt.Errorf("the cluster's dev Vault token Secret exists but %s is gone (%v): "+
+			"the root token cannot be recovered. Run `go tool mage down` and start again", k.rootTokenFile(), readErr)
+	case !apierrors.IsNotFound(getErr):
+		return fmt.Errorf("read Secret %s/%s: %w", VaultNamespace, vaultRootTokenSecret, getErr)
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	token := "hvs.dev-" + hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(k.rootTokenFile()), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(k.rootTokenFile(), []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", k.rootTokenFile(), err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: vaultRootTokenSecret, Namespace: VaultNamespace},
+		Data:       map[string][]byte{vaultTokenKey: []byte(token)},
+	}
+	if _, err := cs.CoreV1().Secrets(VaultNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create Secret %s/%s: %w", VaultNamespace, vaultRootTokenSecret, err)
+	}
+	return nil
+}
+
+// VaultRoot implements runtime.Runtime. Vault is reached through the
+// apiserver's service proxy with the admin kubeconfig, so nothing needs a
+// port-forward or a host port.
+func (k *Kind) VaultRoot(context.Context) (*vaultapi.Client, error) {
+	token, err := os.ReadFile(k.rootTokenFile())
+	if err != nil {
+		return nil, fmt.Errorf("read the dev Vault root token: %w (is the stack up? `go tool mage status`)", err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", k.Kubeconfig(), err)
+	}
+	tr, err := rest.TransportFor(rc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = strings.TrimSuffix(rc.Host, "/") + "/api/v1/namespaces/" + VaultNamespace + "/services/http:" + VaultRelease + ":8200/proxy"
+	cfg.HttpClient = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	cfg.MaxRetries = 2
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.SetToken(strings.TrimSpace(string(token)))
+	return c, nil
+}
+
+// bootstrapVault prepares Transit, the least-privilege policy (vaultdev)
+// and the Kubernetes auth role the chart's default auth uses: the plugin's
+// ServiceAccount in kube-system, with the "vault" audience.
+func (k *Kind) bootstrapVault(ctx context.Context) error {
+	root, err := k.VaultRoot(ctx)
+	if err != nil {
+		return err
+	}
+	// The Deployment is Ready before its Service proxies to it; retry briefly.
+	var creds *vaultdev.Credentials
+	err = waitFor(ctx, time.Minute, "the dev Vault to answer through the apiserver proxy", func() (bool, error) {
+		if err := os.MkdirAll(k.credentialsDir(), 0o700); err != nil {
+			return false, err
+		}
+		creds, err = vaultdev.Bootstrap(ctx, root, vaultdev.BootstrapOptions{
+			TransitMount: transitMount, KeyName: transitKey, CredentialsDir: k.credentialsDir(),
+		})
+		return err == nil, err
+	})
+	if err != nil {
+		return err
+	}
+	auths, err := root.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("list Vault auth methods: %w", err)
+	}
+	if _, ok := auths[vaultK8sMount+"/"]; !ok {
+		if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, vaultK8sMount, &vaultapi.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+			return fmt.Errorf("enable Kubernetes auth at %s: %w", vaultK8sMount, err)
+		}
+	}
+	// In-cluster, Vault reviews tokens with its own ServiceAccount token and
+	// CA (the vault-dev chart binds it to system:auth-delegator).
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+vaultK8sMount+"/config", map[string]any{
+		"kubernetes_host": "https://kubernetes.default.svc",
+	}); err != nil {
+		return fmt.Errorf("configure Kubernetes auth: %w", err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+vaultK8sMount+"/role/"+vaultK8sRole, map[string]any{
+		"bound_service_account_names":      []string{charts.ReleaseName},
+		"bound_service_account_namespaces": []string{charts.ReleaseNamespace},
+		"audience":                         "vault",
+		"token_policies":                   []string{creds.PolicyName},
+		"token_ttl":                        "1h",
+	}); err != nil {
+		return fmt.Errorf("write Kubernetes auth role %s: %w", vaultK8sRole, err)
+	}
+	return nil
+}
+
+// vaultContainer finds the dev Vault's node and container.
+func (k *Kind) vaultPID(ctx context.Context) (nodeName, pid string, err error) {
+	cs, err := clientset(k)
+	if err != nil {
+		return "", "", err
+	}
+	pods, err := cs.CoreV1().Pods(VaultNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + VaultRelease})
+	if err != nil {
+		return "", "", fmt.Errorf("find the dev Vault pod: %w", err)
+	}
+	if len(pods.Items) == 0 || pods.Items[0].Spec.NodeName == "" {
+		return "", "", errors.New("the dev Vault pod is not scheduled: is the stack up?")
+	}
+	nodeName = pods.Items[0].Spec.NodeName
+	all, err := k.provider.ListNodes(ClusterName)
+	if err != nil {
+		return "", "", err
+	}
+	for _, n := range all {
+		if n.String() != nodeName {
+			continue
+		}
+		id, err := containerID(n, "vault")
+		if err != nil || id == "" {
+			return "", "", fmt.Errorf("no running vault container on %s: %v", n, err)
+		}
+		out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.info.pid}}", id)
+		return nodeName, strings.TrimSpace(out), err
+	}
+	return "", "", fmt.Errorf("node %s of the dev Vault pod is not a kind node", nodeName)
+}
+
+// signalVault stops or continues the Vault process. SIGSTOP keeps its
+// in-memory keys, which a pod restart would lose; every request hangs, as
+// with a network partition. The chart has no liveness probe in dev mode, so
+// the kubelet does not restart it meanwhile.
+func (k *Kind) signalVault(ctx context.Context, sig string) error {
+	nodeName, pid, err := k.vaultPID(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := k.provider.ListNodes(ClusterName)
+	if err != nil {
+		return err
+	}
+	for _, n := range all {
+		if n.String() == nodeName {
+			_, err := run(n, "kill", "-s", sig, pid)
+			return err
+		}
+	}
+	return fmt.Errorf("node %s not found", nodeName)
+}
+
+// PauseVault implements runtime.Runtime.
+func (k *Kind) PauseVault(ctx context.Context) error { return k.signalVault(ctx, "STOP") }
+
+// ResumeVault implements runtime.Runtime.
+func (k *Kind) ResumeVault(ctx context.Context) error { return k.signalVault(ctx, "CONT") }
