@@ -151,9 +151,9 @@ func (k *Kind) path(parts ...string) string {
 	return filepath.Join(append([]string{k.opts.StateDir}, parts...)...)
 }
 
-func (k *Kind) rootTokenFile() string   { return k.path("vault", "root-token") }
-func (k *Kind) credentialsDir() string  { return k.path("vault", "credentials") }
-func (k *Kind) imageArchive() string    { return k.path("image", "trousseau.tar") }
+func (k *Kind) rootTokenFile() string  { return k.path("vault", "root-token") }
+func (k *Kind) credentialsDir() string { return k.path("vault", "credentials") }
+func (k *Kind) imageArchive() string   { return k.path("image", "trousseau.tar") }
 func (k *Kind) encryptionFile() string {
 	return filepath.Join(k.opts.EncryptionConfigHostDir(), controlplane.EncryptionConfigFile)
 }
