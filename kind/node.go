@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -274,7 +275,7 @@ func (k *Kind) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if _, err := run(n, "kill", "-s", strings.TrimPrefix(sigName(sig), "SIG"), pid); err != nil {
+	if err := killIn(n, strings.TrimPrefix(sigName(sig), "SIG"), pid); err != nil {
 		return fmt.Errorf("signal the plugin: %w", err)
 	}
 	return waitFor(ctx, time.Minute, "the plugin container to exit", func() (bool, error) {
@@ -349,4 +350,14 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// killIn signals a host PID from inside the node with the shell's kill
+// builtin, which every node image has.
+func killIn(n nodes.Node, sig, pid string) error {
+	if _, err := strconv.Atoi(pid); err != nil {
+		return fmt.Errorf("container PID %q on %s is not a number", pid, n)
+	}
+	_, err := run(n, "sh", "-c", "kill -s "+sig+" "+pid)
+	return err
 }

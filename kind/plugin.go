@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strings"
 	"time"
 
@@ -25,8 +26,18 @@ const opsPort = 8787
 
 // pluginValues are the chart values the appliance sets; everything else is
 // the chart's production default (Kubernetes auth, DaemonSet, socket path).
-func pluginValues(imageID string) map[string]any {
+//
+// The plugin runs as the host user (uid, gid): the socket directory is that
+// user's 0700 directory bind-mounted into the node, so the plugin can create
+// its socket there without any capability, the socket (0600) belongs to the
+// user who runs mage and PluginStatus can dial it from the host, and
+// kube-apiserver, root with its capabilities, dials it too.
+func pluginValues(imageID string, uid, gid int) map[string]any {
 	return map[string]any{
+		"podSecurityContext": map[string]any{
+			"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": uid != 0,
+			"seccompProfile": map[string]any{"type": "RuntimeDefault"},
+		},
 		"ops":   map[string]any{"address": fmt.Sprintf("0.0.0.0:%d", opsPort)},
 		"image": map[string]any{"repository": PluginImage, "tag": PluginImageTag, "pullPolicy": "Never"},
 		"vault": map[string]any{"address": vaultInClusterAddr, "transitMount": transitMount, "keyName": transitKey},
@@ -45,7 +56,7 @@ func (k *Kind) installPlugin(ctx context.Context, cs kubernetes.Interface) error
 	if err != nil {
 		return err
 	}
-	if err := k.helmApply(ctx, charts.Trousseau, charts.ReleaseName, charts.ReleaseNamespace, pluginValues(id)); err != nil {
+	if err := k.helmApply(ctx, charts.Trousseau, charts.ReleaseName, charts.ReleaseNamespace, pluginValues(id, os.Getuid(), os.Getgid())); err != nil {
 		return err
 	}
 	return waitFor(ctx, 3*time.Minute, "the plugin DaemonSet to be ready on every control-plane node", func() (bool, error) {

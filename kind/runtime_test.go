@@ -73,7 +73,7 @@ func TestMissingDockerFailsFastAndPointsAtLocal(t *testing.T) {
 // installs with, through the charts' schemas, and checks what the flow
 // relies on.
 func TestApplianceValuesPassTheCharts(t *testing.T) {
-	out, err := charts.Render(charts.Trousseau, pluginValues("sha256:0123"))
+	out, err := charts.Render(charts.Trousseau, pluginValues("sha256:0123", 1001, 127))
 	if err != nil {
 		t.Fatalf("kind plugin values: %v", err)
 	}
@@ -84,6 +84,9 @@ func TestApplianceValuesPassTheCharts(t *testing.T) {
 	c := ds.Spec.Template.Spec.Containers[0]
 	if c.Image != pluginImageRef() || c.ImagePullPolicy != "Never" || c.Ports[0].ContainerPort != opsPort {
 		t.Fatalf("DaemonSet image %s (%s), ops port %d: want %s, Never, %d", c.Image, c.ImagePullPolicy, c.Ports[0].ContainerPort, pluginImageRef(), opsPort)
+	}
+	if sc := ds.Spec.Template.Spec.SecurityContext; *sc.RunAsUser != 1001 || !*sc.RunAsNonRoot {
+		t.Fatalf("the kind plugin must run as the host user, non-root: %+v", sc)
 	}
 	if ds.Name != charts.ReleaseName || ds.Spec.Template.Annotations["trousseau.io/image-id"] != "sha256:0123" {
 		t.Fatalf("DaemonSet %s annotations %v", ds.Name, ds.Spec.Template.Annotations)

@@ -97,13 +97,18 @@ func (k *Kind) create() error {
 	if err != nil {
 		return err
 	}
-	dirs := []string{k.opts.EncryptionConfigHostDir()}
-	for i := range cfg.Nodes {
-		dirs = append(dirs, k.opts.SocketHostDir(i))
+	if err := os.MkdirAll(k.opts.EncryptionConfigHostDir(), 0o755); err != nil {
+		return fmt.Errorf("create host mount %s: %w", k.opts.EncryptionConfigHostDir(), err)
 	}
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	// Socket directories are private to the user running mage; the plugin
+	// runs as that user (see pluginValues).
+	for i := range cfg.Nodes {
+		d := k.opts.SocketHostDir(i)
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create host mount %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return err
 		}
 	}
 	if _, err := k.writeEncryptionConfig(controlplane.IdentityOnly); err != nil {

@@ -207,8 +207,7 @@ func (k *Kind) signalVault(ctx context.Context, sig string) error {
 	}
 	for _, n := range all {
 		if n.String() == nodeName {
-			_, err := run(n, "kill", "-s", sig, pid)
-			return err
+			return killIn(n, sig, pid)
 		}
 	}
 	return fmt.Errorf("node %s not found", nodeName)
