@@ -484,10 +484,10 @@ var (
 	notesFlagRE   = regexp.MustCompile(`--(encryption-provider-config[a-z-]*)=(\S+)`)
 )
 
-// TestNotesMatchControlPlane: the chart cannot call Go, so NOTES.txt spells
+// TestFieldCase18NotesMatchControlPlaneFlagsAndVolumes: the chart cannot call Go, so NOTES.txt spells
 // the EncryptionConfiguration and flags out; this test keeps them equal to
 // controlplane's for any socket path and config directory.
-func TestNotesMatchControlPlane(t *testing.T) {
+func TestFieldCase18NotesMatchControlPlaneFlagsAndVolumes(t *testing.T) {
 	for _, sock := range []string{controlplane.SocketPath(), "/run/kms/plugin.sock"} {
 		for _, dir := range []string{controlplane.EncryptionConfigDir, "/etc/kubernetes/enc"} {
 			d := renderDecoded(t, map[string]any{"socket": map[string]any{"path": sock}, "apiserver": map[string]any{"encryptionConfigDir": dir}})

@@ -31,6 +31,16 @@ const EnvNodeImage = "TROUSSEAU_KIND_NODE_IMAGE"
 // EnvControlPlanes asks for an HA cluster, e.g. 3.
 const EnvControlPlanes = "TROUSSEAU_KIND_CONTROL_PLANES"
 
+// EnvVaultMode picks the dev Vault's mode: "dev" (default, in memory) or
+// "persistent" (file storage on a PersistentVolume, unsealed by the
+// appliance with material kept in the state directory).
+const EnvVaultMode = "TROUSSEAU_KIND_VAULT_MODE"
+
+const (
+	vaultDev        = "dev"
+	vaultPersistent = "persistent"
+)
+
 // StateDirName is the kind runtime's state under the repository root
 // (git-ignored with the rest of .trousseau/).
 const StateDirName = ".trousseau/kind"
@@ -56,6 +66,8 @@ type Kind struct {
 	opts     ConfigOptions
 	p        *progress.Printer
 	provider *cluster.Provider
+	// vaultMode is vaultDev or vaultPersistent.
+	vaultMode string
 
 	opsOnce sync.Once
 	opsURL  string
@@ -86,6 +98,14 @@ func New(o runtime.Options) (*Kind, error) {
 			return nil, fmt.Errorf("%s=%q: want a number of control-plane nodes such as 1 or 3", EnvControlPlanes, n)
 		}
 	}
+	vaultMode := os.Getenv(EnvVaultMode)
+	switch vaultMode {
+	case "":
+		vaultMode = vaultDev
+	case vaultDev, vaultPersistent:
+	default:
+		return nil, fmt.Errorf("%s=%q: use %q or %q", EnvVaultMode, vaultMode, vaultDev, vaultPersistent)
+	}
 	if !filepath.IsAbs(opts.StateDir) {
 		abs, err := filepath.Abs(opts.StateDir)
 		if err != nil {
@@ -94,10 +114,11 @@ func New(o runtime.Options) (*Kind, error) {
 		opts.StateDir = abs
 	}
 	return &Kind{
-		repo:     o.RepoRoot,
-		opts:     opts,
-		p:        o.Progress,
-		provider: cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindlog.NoopLogger{})),
+		repo:      o.RepoRoot,
+		opts:      opts,
+		p:         o.Progress,
+		vaultMode: vaultMode,
+		provider:  cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindlog.NoopLogger{})),
 	}, nil
 }
 

@@ -36,7 +36,7 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 	}
 	for _, q := range []struct{ ns, selector, name string }{
 		{"kube-system", "component=kube-apiserver", "kube-apiserver"},
-		{VaultNamespace, "app.kubernetes.io/instance=" + VaultRelease, "vault (dev, in-memory)"},
+		{VaultNamespace, "app.kubernetes.io/instance=" + VaultRelease, "vault (" + k.vaultMode + ")"},
 		{charts.ReleaseNamespace, "app.kubernetes.io/name=trousseau", "trousseau"},
 	} {
 		pods, err := cs.CoreV1().Pods(q.ns).List(ctx, metav1.ListOptions{LabelSelector: q.selector})

@@ -40,10 +40,14 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	if err != nil {
 		return err
 	}
-	if err := k.p.Step("install the dev Vault (charts/vault-dev, Helm configmap storage)", func() error { return k.installVault(ctx, cs) }); err != nil {
+	if err := k.p.Step(fmt.Sprintf("install the %s Vault (charts/vault-dev, Helm configmap storage)", k.vaultMode), func() error { return k.installVault(ctx, cs) }); err != nil {
 		return err
 	}
-	k.p.Say("  ! dev-mode Vault keeps its keys in memory: if its pod restarts, the Secrets it encrypted are unreadable")
+	if k.vaultMode == vaultDev {
+		k.p.Say("  ! dev-mode Vault keeps its keys in memory: if its pod restarts, the Secrets it encrypted are unreadable (%s=%s keeps them)", EnvVaultMode, vaultPersistent)
+	} else {
+		k.p.Say("  ! the persistent Vault's unseal key and root token are in %s: without that file its data is lost", k.path("vault", "init.json"))
+	}
 	if err := k.p.Step("bootstrap Transit, the plugin policy and Kubernetes auth", func() error { return k.bootstrapVault(ctx) }); err != nil {
 		return err
 	}

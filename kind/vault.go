@@ -33,14 +33,34 @@ const vaultRootTokenSecret = "vault-dev-root-token"
 // Service (release "vault" in namespace "vault").
 const vaultInClusterAddr = "http://vault.vault.svc:8200"
 
-// installVault creates the dev root token (kept on the host, 0600) and its
-// Secret, then installs charts/vault-dev in dev mode.
+// installVault installs charts/vault-dev. In dev mode it first creates the
+// root token (kept on the host, 0600) and its Secret; in persistent mode it
+// initialises Vault once and unseals it on every Up, with the material kept
+// on the host (initAndUnseal).
 func (k *Kind) installVault(ctx context.Context, cs kubernetes.Interface) error {
+	if k.vaultMode == vaultPersistent {
+		if err := k.helmApply(ctx, charts.VaultDev, VaultRelease, VaultNamespace, map[string]any{"mode": vaultPersistent}); err != nil {
+			return err
+		}
+		c, err := k.vaultClient()
+		if err != nil {
+			return err
+		}
+		var token string
+		err = waitFor(ctx, time.Minute, "the persistent Vault to answer through the apiserver proxy", func() (bool, error) {
+			token, err = initAndUnseal(ctx, c, k.path("vault", "init.json"))
+			return err == nil, err
+		})
+		if err != nil {
+			return err
+		}
+		return writePrivateFile(k.rootTokenFile(), token)
+	}
 	if err := k.ensureRootToken(ctx, cs); err != nil {
 		return err
 	}
 	return k.helmApply(ctx, charts.VaultDev, VaultRelease, VaultNamespace, map[string]any{
-		"mode": "dev",
+		"mode": vaultDev,
 		"dev":  map[string]any{"rootTokenSecret": vaultRootTokenSecret},
 	})
 }
@@ -66,11 +86,8 @@ func (k *Kind) ensureRootToken(ctx context.Context, cs kubernetes.Interface) err
 		return err
 	}
 	token := "hvs.dev-" + hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(k.rootTokenFile()), 0o700); err != nil {
+	if err := writePrivateFile(k.rootTokenFile(), token); err != nil {
 		return err
-	}
-	if err := os.WriteFile(k.rootTokenFile(), []byte(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", k.rootTokenFile(), err)
 	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: vaultRootTokenSecret, Namespace: VaultNamespace},
@@ -82,14 +99,24 @@ func (k *Kind) ensureRootToken(ctx context.Context, cs kubernetes.Interface) err
 	return nil
 }
 
-// VaultRoot implements runtime.Runtime. Vault is reached through the
-// apiserver's service proxy with the admin kubeconfig, so nothing needs a
-// port-forward or a host port.
+// VaultRoot implements runtime.Runtime.
 func (k *Kind) VaultRoot(context.Context) (*vaultapi.Client, error) {
 	token, err := os.ReadFile(k.rootTokenFile())
 	if err != nil {
 		return nil, fmt.Errorf("read the dev Vault root token: %w (is the stack up? `go tool mage status`)", err)
 	}
+	c, err := k.vaultClient()
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(strings.TrimSpace(string(token)))
+	return c, nil
+}
+
+// vaultClient reaches Vault through the apiserver's service proxy with the
+// admin kubeconfig, so nothing needs a port-forward or a host port. It
+// carries no token.
+func (k *Kind) vaultClient() (*vaultapi.Client, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", k.Kubeconfig(), err)
@@ -106,8 +133,20 @@ func (k *Kind) VaultRoot(context.Context) (*vaultapi.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
-	c.SetToken(strings.TrimSpace(string(token)))
+	// DefaultConfig read VAULT_TOKEN from the environment; never send it here.
+	c.ClearToken()
 	return c, nil
+}
+
+// writePrivateFile writes a one-line secret with mode 0600.
+func writePrivateFile(path, value string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // bootstrapVault prepares Transit, the least-privilege policy (vaultdev)
@@ -216,5 +255,20 @@ func (k *Kind) signalVault(ctx context.Context, sig string) error {
 // PauseVault implements runtime.Runtime.
 func (k *Kind) PauseVault(ctx context.Context) error { return k.signalVault(ctx, "STOP") }
 
-// ResumeVault implements runtime.Runtime.
-func (k *Kind) ResumeVault(ctx context.Context) error { return k.signalVault(ctx, "CONT") }
+// ResumeVault implements runtime.Runtime. A persistent Vault that the
+// kubelet restarted meanwhile (it has a liveness probe) comes back sealed,
+// so it is unsealed again.
+func (k *Kind) ResumeVault(ctx context.Context) error {
+	err := k.signalVault(ctx, "CONT")
+	if k.vaultMode != vaultPersistent {
+		return err
+	}
+	c, cerr := k.vaultClient()
+	if cerr != nil {
+		return cerr
+	}
+	return waitFor(ctx, 2*time.Minute, "the persistent Vault to be unsealed", func() (bool, error) {
+		_, err := initAndUnseal(ctx, c, k.path("vault", "init.json"))
+		return err == nil, err
+	})
+}
