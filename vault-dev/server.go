@@ -297,7 +297,9 @@ func randomToken() (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("generate dev root token: %w", err)
 	}
-	return "hvs.dev" + hex.EncodeToString(b), nil
+	// Not "hvs.": Vault reserves that prefix and rejects a dev root token
+	// ID that uses it ("failed to create root token … invalid request").
+	return "dev-root-" + hex.EncodeToString(b), nil
 }
 
 func tail(path string, n int) string {
