@@ -63,7 +63,7 @@ func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
 			return l.SetEncryptionMode(ctx, mode)
 		}
 	}
-	s, err := l.prepare(live)
+	s, live, err := l.prepare(live)
 	if err != nil {
 		return err
 	}
@@ -131,19 +131,20 @@ func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
 // what must start. A dead Vault means the Secrets in etcd were encrypted
 // under keys that no longer exist, so everything but the PKI is discarded,
 // and the person is told why.
-func (l *Local) prepare(live map[string]int) (state, error) {
+func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 	s, err := l.loadState()
 	if err != nil {
-		return s, err
+		return s, live, err
 	}
 	if live[vaultName] == 0 {
 		if leftovers := l.leftovers(live); leftovers != "" {
 			l.p.Say("▸ found state from an earlier run that did not stop cleanly (%s).\n"+
 				"  Its dev Vault kept the Transit key in memory and is gone, so the Secrets in that etcd can never be\n"+
-				"  decrypted again: stopping the leftovers and starting fresh (the local CA and kubeconfig are kept).", leftovers)
+				"  decrypted again: stopping the leftovers and starting fresh (the local CA is kept).", leftovers)
 			if err := l.Down(context.Background()); err != nil {
-				return s, err
+				return s, live, err
 			}
+			live = map[string]int{}
 		}
 		s = state{}
 	} else if len(live) < len(components) {
@@ -170,13 +171,15 @@ func (l *Local) prepare(live map[string]int) (state, error) {
 			continue
 		}
 		if *p.port, err = freePort(); err != nil {
-			return s, err
+			return s, live, err
 		}
 	}
-	if err := os.MkdirAll(l.dir, 0o700); err != nil {
-		return s, fmt.Errorf("create %s: %w", l.dir, err)
+	for _, d := range []string{l.dir, l.path("pids"), l.path("logs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return s, live, fmt.Errorf("create %s: %w", d, err)
+		}
 	}
-	return s, l.saveState(s)
+	return s, live, l.saveState(s)
 }
 
 // leftovers describes what an earlier run left behind, or "" for nothing.
