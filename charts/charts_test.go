@@ -2,7 +2,9 @@ package charts
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -33,7 +35,7 @@ func valuesFor(auth, deployment string) map[string]any {
 		"deployment": map[string]any{"mode": deployment},
 	}
 	if auth == "cert" {
-		v["vault"] = map[string]any{"tls": map[string]any{
+		v["vault"] = map[string]any{"address": "https://vault.example:8200", "tls": map[string]any{
 			"caFile": "/etc/trousseau/tls/ca.pem", "certFile": "/etc/trousseau/tls/client.pem", "keyFile": "/etc/trousseau/tls/client-key.pem",
 		}}
 	}
@@ -295,6 +297,11 @@ func TestStaticPodRejectsKubernetesAuth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "vault.tls.certFile") {
 		t.Fatalf("cert auth without a client certificate: want an error naming vault.tls.certFile, got %v", err)
 	}
+	_, err = Render(Trousseau, map[string]any{"auth": map[string]any{"method": "cert"}, "vault": map[string]any{
+		"tls": map[string]any{"certFile": "/etc/t/c.pem", "keyFile": "/etc/t/k.pem"}}})
+	if err == nil || !strings.Contains(err.Error(), "https:// vault.address") {
+		t.Fatalf("cert auth over http: want an error naming https:// vault.address, got %v", err)
+	}
 }
 
 func TestNoCredentialComesFromASecret(t *testing.T) {
@@ -429,7 +436,7 @@ func pathsNamedByConfig(t *testing.T, raw []byte, spec corev1.PodSpec) []string 
 func TestFieldCase18EveryPathThePluginNamesIsMounted(t *testing.T) {
 	for _, c := range combos() {
 		v := valuesFor(c[0], c[1])
-		v["vault"] = map[string]any{"tls": map[string]any{
+		v["vault"] = map[string]any{"address": "https://vault.example:8200", "tls": map[string]any{
 			"caFile": "/etc/pki/vault/ca.pem", "certFile": "/etc/trousseau/tls/client.pem", "keyFile": "/etc/trousseau/tls/client-key.pem"}}
 		d := renderDecoded(t, v)
 		spec := d.pluginPod(t)
@@ -570,4 +577,30 @@ func splitDocs(out map[string]string) map[string]string {
 		}
 	}
 	return docs
+}
+
+// TestPluginLoaderAcceptsChartConfigForEveryMode runs the chart-rendered
+// trousseau.yaml through the plugin's own loader and validation, exactly as
+// `trousseau serve --config` would.
+func TestPluginLoaderAcceptsChartConfigForEveryMode(t *testing.T) {
+	for _, c := range combos() {
+		raw, err := PluginConfig(valuesFor(c[0], c[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "trousseau.yaml")
+		if err := os.WriteFile(f, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(f, nil, nil)
+		if err != nil {
+			t.Fatalf("%v: the plugin cannot load the chart's config: %v\n%s", c, err, raw)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("%v: the plugin rejects the chart's config: %v\n%s", c, err, raw)
+		}
+		if w := cfg.Warnings(); len(w) > 0 {
+			t.Errorf("%v: the chart's default config draws warnings: %v", c, w)
+		}
+	}
 }

@@ -62,6 +62,12 @@ Cross-field checks the JSON schema cannot express. Each message names the fix.
 {{- if and (eq $v.auth.method "cert") (or (not $v.vault.tls.certFile) (not $v.vault.tls.keyFile)) -}}
 {{- fail "auth.method=cert needs vault.tls.certFile and vault.tls.keyFile (host paths of the client certificate and key)." -}}
 {{- end -}}
+{{- if and (eq $v.auth.method "cert") (not (hasPrefix "https://" $v.vault.address)) -}}
+{{- fail (printf "auth.method=cert needs an https:// vault.address (got %q): the client certificate is presented during TLS." $v.vault.address) -}}
+{{- end -}}
+{{- if ne (empty $v.vault.tls.certFile) (empty $v.vault.tls.keyFile) -}}
+{{- fail "vault.tls.certFile and vault.tls.keyFile go together: set both or neither." -}}
+{{- end -}}
 {{- if not (isAbs $v.socket.path) -}}
 {{- fail (printf "socket.path %q must be an absolute path: it is shared with the kube-apiserver through a hostPath." $v.socket.path) -}}
 {{- end -}}
