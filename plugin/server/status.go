@@ -102,14 +102,17 @@ func (c *statusCache) run(ctx context.Context) {
 
 // refresh asks the provider once and updates the cache.
 func (c *statusCache) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// A refresh already in flight (the loop and an explicit RefreshStatus
+	// can overlap) is waited for, so the caller sees a fresh answer. Only a
+	// provider call stuck past the whole timeout is reported as a failure.
 	select {
 	case c.inflight <- struct{}{}:
-	default:
+	case <-ctx.Done():
 		c.record("", kms.Errorf(kms.Unavailable, "key status request still running after %s: the backend is not answering", c.timeout))
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	type result struct {
 		keyID string
 		err   error
