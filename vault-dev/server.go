@@ -76,6 +76,24 @@ type Server struct {
 // reports healthy. The root token is random, passed through the environment
 // (never argv) and redacted from the log.
 func Start(ctx context.Context, opts Options) (*Server, error) {
+	// A free port found by probing can be taken by another process before
+	// Vault binds it (or its cluster port, the next one). Vault then exits at
+	// once; a fresh port on the next attempt fixes that.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var s *Server
+		s, err = start(ctx, opts)
+		if err == nil || !errors.Is(err, errExitedEarly) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+// errExitedEarly marks a Vault that exited before it became healthy.
+var errExitedEarly = errors.New("vault exited during startup")
+
+func start(ctx context.Context, opts Options) (*Server, error) {
 	bin, err := tools.Vault.Path()
 	if err != nil {
 		return nil, err
@@ -249,7 +267,7 @@ func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
 			}
 			return fmt.Errorf("no healthy answer within %s: %w", timeout, last)
 		case <-s.exited:
-			return fmt.Errorf("vault exited during startup (%v)", s.cmd.ProcessState)
+			return fmt.Errorf("%w (%v)", errExitedEarly, s.cmd.ProcessState)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
