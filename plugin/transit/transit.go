@@ -181,9 +181,9 @@ func (p *Provider) CurrentKeyID(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if key == nil {
-		return "", kms.Errorf(kms.NotFound, "%s not found: create it with `vault write -f %s/keys/%s` "+
+		return "", kms.Errorf(kms.NotFound, "transit key %s not found at mount %s on %s: create it with `vault write -f %s/keys/%s` "+
 			"(and, if the mount is missing too, `vault secrets enable -path=%s transit`)",
-			p.where, p.cfg.TransitMount, p.cfg.KeyName, p.cfg.TransitMount)
+			p.cfg.KeyName, p.cfg.TransitMount, p.cfg.Address, p.cfg.TransitMount, p.cfg.KeyName, p.cfg.TransitMount)
 	}
 	n, ok := key.Data["latest_version"].(json.Number)
 	v, convErr := n.Int64()

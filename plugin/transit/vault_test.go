@@ -153,30 +153,25 @@ func TestFieldCase04PolicyMissingEncryptOrDecryptIsReported(t *testing.T) {
 }
 
 func TestFieldCase09MissingKeyMountOrForbiddenReadIsClear(t *testing.T) {
-	srv := devVault(t)
-	root := srv.RootClient()
+	existing, _ := isolatedKey(t, vaultdev.BootstrapOptions{}) // also ensures the transit mount exists
+	root := devVault(t).RootClient()
 	for _, tc := range []struct {
 		name, mount, key string
-		policy           func(cfg config.Vault) string
+		ops              []string
 		want             kms.Kind
 		mention          string
 	}{
-		{"missing key", "transit", "never-created", func(c config.Vault) string { return policyFor(c, "keys", "encrypt", "decrypt") },
-			kms.NotFound, "transit key never-created not found at mount transit"},
-		{"missing mount", "no-such-mount", "k", func(c config.Vault) string { return policyFor(c, "keys", "encrypt", "decrypt") },
+		{"missing key", "transit", "never-created", []string{"keys", "encrypt", "decrypt"},
+			kms.NotFound, "transit key never-created not found at mount transit on " + existing.Address},
+		{"missing mount", "no-such-mount", "k", []string{"keys", "encrypt", "decrypt"},
 			kms.NotFound, "vault secrets enable -path=no-such-mount transit"},
-		{"forbidden key read", "transit", "forbidden-read", func(c config.Vault) string { return policyFor(c, "encrypt", "decrypt") },
-			kms.PermissionDenied, "read on transit/keys/forbidden-read"},
+		{"forbidden key read", "transit", existing.KeyName, []string{"encrypt", "decrypt"},
+			kms.PermissionDenied, "read on transit/keys/" + existing.KeyName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config.Vault{Address: srv.Addr, TransitMount: tc.mount, KeyName: tc.key}
-			if tc.key == "forbidden-read" {
-				if _, err := root.Logical().WriteWithContext(apiserverCtx(t), "transit/keys/forbidden-read", nil); err != nil {
-					t.Fatal(err)
-				}
-			}
+			cfg := config.Vault{Address: existing.Address, TransitMount: tc.mount, KeyName: tc.key}
 			policy := "p-" + strings.ReplaceAll(tc.name, " ", "-")
-			writePolicy(t, policy, tc.policy(cfg))
+			writePolicy(t, policy, policyFor(cfg, tc.ops...))
 			cfg.Auth = tokenAuth(t, root, policy)
 			p := newProvider(t, cfg, nil)
 			id, err := p.CurrentKeyID(apiserverCtx(t))
