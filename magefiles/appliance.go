@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/trousseau-io/trousseau/appliance/bundle"
 	"github.com/trousseau-io/trousseau/appliance/demo"
 )
 
@@ -32,3 +34,17 @@ func Rotate(ctx context.Context) error { return demo.CmdRotate(ctx) }
 // Audit reads etcd and reports plaintext, current and stale objects; it fails
 // when anything is plaintext or stale.
 func Audit(ctx context.Context) error { return demo.CmdAudit(ctx) }
+
+// Bundle writes the GitOps bundle to dist/: packaged charts, Flux and Argo CD
+// examples, the kubeadm EncryptionConfiguration and static-pod manifest, and
+// SHA256SUMS. Two runs give identical checksums.
+func Bundle() error {
+	files, err := bundle.Write("dist")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Println("  dist/" + f)
+	}
+	return nil
+}

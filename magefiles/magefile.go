@@ -54,3 +54,15 @@ func versionLDFlags() string {
 	}
 	return "-s -w -X main.version=" + v
 }
+
+// Bench runs the benchmark report: the plugin's p50 overhead over a direct
+// Transit call (through the socket with the apiserver's own client, against
+// real Vault; target ≤ 5 %), Status p99 from the cache (target < 1 ms), and
+// the provider's own Transit latency.
+func Bench(ctx context.Context) error {
+	if err := Tools(ctx); err != nil {
+		return err
+	}
+	return sh.RunV("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "2000x",
+		"./plugin/server", "./plugin/conformance", "./plugin/transit")
+}

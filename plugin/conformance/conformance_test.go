@@ -35,13 +35,15 @@ var secrets = schema.GroupResource{Resource: "secrets"}
 // transformer for Secrets loaded from our EncryptionConfiguration.
 type stack struct {
 	vault       *vaultdev.Server
+	socket      string
+	creds       *vaultdev.Credentials
 	plugin      *server.Server
 	transformer value.Transformer
 	health      func() error
 	key         string
 }
 
-func newStack(t *testing.T, key string) *stack {
+func newStack(t testing.TB, key string) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -123,7 +125,7 @@ func newStack(t *testing.T, key string) *stack {
 		t.Fatalf("health check is %q, want kms-providers", check.Name())
 	}
 	return &stack{
-		vault: v, plugin: srv, transformer: tr, key: key,
+		vault: v, plugin: srv, transformer: tr, key: key, socket: sockPath, creds: creds,
 		health: func() error {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/healthz", nil)
 			return check.Check(req)
