@@ -180,10 +180,19 @@ func (k *Kind) bootstrapVault(ctx context.Context) error {
 			return fmt.Errorf("enable Kubernetes auth at %s: %w", vaultK8sMount, err)
 		}
 	}
-	// In-cluster, Vault reviews tokens with its own ServiceAccount token and
-	// CA (the vault-dev chart binds it to system:auth-delegator).
+	// Vault reviews tokens with its own ServiceAccount token (the vault-dev
+	// chart binds it to system:auth-delegator). The cluster CA comes from the
+	// admin kubeconfig, the CA kube-apiserver serves with.
+	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("load kubeconfig %s: %w", k.Kubeconfig(), err)
+	}
+	if len(rc.CAData) == 0 {
+		return fmt.Errorf("kubeconfig %s carries no certificate-authority-data for Vault's Kubernetes auth", k.Kubeconfig())
+	}
 	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+vaultK8sMount+"/config", map[string]any{
-		"kubernetes_host": "https://kubernetes.default.svc",
+		"kubernetes_host":    "https://kubernetes.default.svc",
+		"kubernetes_ca_cert": string(rc.CAData),
 	}); err != nil {
 		return fmt.Errorf("configure Kubernetes auth: %w", err)
 	}
