@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The trousseau KMS plugin image: one static binary on distroless/static.
 # Build: docker build -t ghcr.io/trousseau-io/trousseau:dev .
 # The kind appliance builds it this way and loads it into the nodes.

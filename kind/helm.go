@@ -27,12 +27,9 @@ func (k *Kind) helmApply(ctx context.Context, chartName, release, namespace stri
 	if err != nil {
 		return err
 	}
-	flags := genericclioptions.NewConfigFlags(false)
-	kubeconfig, ns := k.Kubeconfig(), namespace
-	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
-	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
-	if err := cfg.Init(flags, namespace, helmStorage); err != nil {
-		return fmt.Errorf("helm init for release %s: %w", release, err)
+	cfg, err := k.helmConfig(namespace)
+	if err != nil {
+		return err
 	}
 	const timeout = 5 * time.Minute
 	history := action.NewHistory(cfg)
@@ -53,6 +50,38 @@ func (k *Kind) helmApply(ctx context.Context, chartName, release, namespace stri
 	upgrade.WaitStrategy, upgrade.Timeout = kube.StatusWatcherStrategy, timeout
 	if _, err := upgrade.RunWithContext(ctx, release, chrt, values); err != nil {
 		return fmt.Errorf("helm upgrade %s (chart %s) in %s: %w", release, chartName, namespace, err)
+	}
+	return nil
+}
+
+func (k *Kind) helmConfig(namespace string) (*action.Configuration, error) {
+	flags := genericclioptions.NewConfigFlags(false)
+	kubeconfig, ns := k.Kubeconfig(), namespace
+	flags.KubeConfig, flags.Namespace = &kubeconfig, &ns
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
+	if err := cfg.Init(flags, namespace, helmStorage); err != nil {
+		return nil, fmt.Errorf("helm init in namespace %s: %w", namespace, err)
+	}
+	return cfg, nil
+}
+
+// helmTest is `helm test`: it runs the release's test hooks (for
+// charts/trousseau, a pod that reads /readyz through the metrics Service).
+func (k *Kind) helmTest(release, namespace string) error {
+	cfg, err := k.helmConfig(namespace)
+	if err != nil {
+		return err
+	}
+	t := action.NewReleaseTesting(cfg)
+	t.Namespace, t.Timeout = namespace, 2*time.Minute
+	_, shutdown, err := t.Run(release)
+	if shutdown != nil {
+		if serr := shutdown(); err == nil && serr != nil {
+			err = serr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("helm test %s in %s: %w", release, namespace, err)
 	}
 	return nil
 }

@@ -59,13 +59,18 @@ func (k *Kind) installPlugin(ctx context.Context, cs kubernetes.Interface) error
 	if err := k.helmApply(ctx, charts.Trousseau, charts.ReleaseName, charts.ReleaseNamespace, pluginValues(id, os.Getuid(), os.Getgid())); err != nil {
 		return err
 	}
-	return waitFor(ctx, 3*time.Minute, "the plugin DaemonSet to be ready on every control-plane node", func() (bool, error) {
+	err = waitFor(ctx, 3*time.Minute, "the plugin DaemonSet to be ready on every control-plane node", func() (bool, error) {
 		ds, err := cs.AppsV1().DaemonSets(charts.ReleaseNamespace).Get(ctx, charts.ReleaseName, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		return daemonSetReady(ds), nil
 	})
+	if err != nil {
+		return err
+	}
+	// The chart's own readiness check, as an operator would run it.
+	return k.helmTest(charts.ReleaseName, charts.ReleaseNamespace)
 }
 
 func daemonSetReady(ds *appsv1.DaemonSet) bool {
