@@ -11,8 +11,14 @@ import (
 // which is useless once its in-memory Vault is gone.
 func (k *Kind) Down(context.Context) error {
 	return k.p.Step(fmt.Sprintf("delete kind cluster %q and %s", ClusterName, k.opts.StateDir), func() error {
-		if err := k.provider.Delete(ClusterName, k.Kubeconfig()); err != nil {
-			return fmt.Errorf("kind delete cluster %s: %w", ClusterName, err)
+		exists, err := k.clusterExists()
+		if err != nil {
+			return err
+		}
+		if exists {
+			if err := k.provider.Delete(ClusterName, k.Kubeconfig()); err != nil {
+				return fmt.Errorf("kind delete cluster %s: %w", ClusterName, err)
+			}
 		}
 		if err := os.RemoveAll(k.opts.StateDir); err != nil {
 			return fmt.Errorf("remove %s: %w", k.opts.StateDir, err)

@@ -280,7 +280,10 @@ func (k *Kind) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
 	}
 	return waitFor(ctx, time.Minute, "the plugin container to exit", func() (bool, error) {
 		out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.status.state}}", id)
-		return err == nil && strings.TrimSpace(out) != "CONTAINER_RUNNING", nil
+		if err != nil { // the kubelet already removed the exited container
+			return true, nil
+		}
+		return strings.TrimSpace(out) != "CONTAINER_RUNNING", nil
 	})
 }
 
