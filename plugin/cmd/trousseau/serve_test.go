@@ -54,7 +54,7 @@ type plugin struct {
 }
 
 // shortDir returns a directory whose socket paths fit the unix limit.
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "trc")
 	if err != nil {
@@ -64,7 +64,7 @@ func shortDir(t *testing.T) string {
 	return dir
 }
 
-func writeFile(t *testing.T, path, content string) string {
+func writeFile(t testing.TB, path, content string) string {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func writeFile(t *testing.T, path, content string) string {
 // startServe runs serve with configYAML plus flags that put the socket in
 // dir and the ops endpoint on a free port, and waits until the socket
 // accepts.
-func startServe(t *testing.T, dir, configYAML string, extraArgs ...string) *plugin {
+func startServe(t testing.TB, dir, configYAML string, extraArgs ...string) *plugin {
 	t.Helper()
 	p := &plugin{socket: filepath.Join(dir, "kms.sock"), logs: &syncBuffer{}, done: make(chan error, 1)}
 	cfgPath := writeFile(t, filepath.Join(dir, "trousseau.yaml"), configYAML)
@@ -112,7 +112,7 @@ func startServe(t *testing.T, dir, configYAML string, extraArgs ...string) *plug
 var opsAddrRE = regexp.MustCompile(`"ops":"(127\.0\.0\.1:\d+)"`)
 
 // opsURL reads the bound ops address from the startup log line.
-func (p *plugin) opsURL(t *testing.T) string {
+func (p *plugin) opsURL(t testing.TB) string {
 	t.Helper()
 	m := opsAddrRE.FindStringSubmatch(p.logs.String())
 	if m == nil {
@@ -121,7 +121,7 @@ func (p *plugin) opsURL(t *testing.T) string {
 	return "http://" + m[1]
 }
 
-func (p *plugin) status(t *testing.T) *kmsservice.StatusResponse {
+func (p *plugin) status(t testing.TB) *kmsservice.StatusResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -132,7 +132,7 @@ func (p *plugin) status(t *testing.T) *kmsservice.StatusResponse {
 	return st
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
