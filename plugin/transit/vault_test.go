@@ -21,8 +21,9 @@ import (
 )
 
 func TestRoundTripAgainstRealVault(t *testing.T) {
-	cfg, _ := isolatedKey(t, vaultdev.BootstrapOptions{})
-	p := newProvider(t, cfg, nil)
+	cfg, _ := isolatedKey(t, vaultdev.BootstrapOptions{TokenTTL: time.Hour})
+	reg := prometheus.NewRegistry()
+	p := newProvider(t, cfg, reg)
 	id := mustKeyID(t, p)
 	if v, err := keyid.TransitVersion(id); err != nil || v != 1 {
 		t.Fatalf("key_id %s: version %d, %v; want 1", id, v, err)
@@ -39,6 +40,29 @@ func TestRoundTripAgainstRealVault(t *testing.T) {
 	if err != nil || !bytes.Equal(got, pt) {
 		t.Fatalf("round trip failed: %v", err)
 	}
+
+	if v := gauge(t, reg, "trousseau_key_version"); v != 1 {
+		t.Errorf("trousseau_key_version = %v, want 1", v)
+	}
+	if ttl := gauge(t, reg, "trousseau_vault_token_ttl_seconds"); ttl < 3000 || ttl > 3600 {
+		t.Errorf("trousseau_vault_token_ttl_seconds = %v, want about an hour", ttl)
+	}
+	for _, op := range []string{"read_key", "capabilities", "encrypt", "decrypt"} {
+		if n := histogramCount(t, reg, "trousseau_vault_request_duration_seconds", map[string]string{"operation": op, "status": "ok"}); n != 1 {
+			t.Errorf("%s observed %d times with status ok, want 1", op, n)
+		}
+	}
+}
+
+func TestEncryptRejectsAKeyIDOfAnotherKey(t *testing.T) {
+	cfg, _ := isolatedKey(t, vaultdev.BootstrapOptions{})
+	p := newProvider(t, cfg, nil)
+	foreign := keyid.FromTransit(cfg.Address, "", cfg.TransitMount, "some-other-key", 1)
+	ct, err := p.Encrypt(apiserverCtx(t), foreign, []byte("seed"))
+	if ct != nil {
+		t.Fatal("encrypted under a key_id that names another key")
+	}
+	wantKind(t, err, kms.InvalidInput)
 }
 
 func TestFieldCase07RotationKeepsOldCiphertextAndMovesKeyID(t *testing.T) {
@@ -116,6 +140,11 @@ func TestFieldCase08ShortLivedAppRoleTokensUnderContinuousLoad(t *testing.T) {
 	// 70s of 30s max-TTL tokens needs the first login and at least two more.
 	if n := counter(t, reg, "trousseau_vault_logins_total", "success"); n < 3 {
 		t.Fatalf("%v successful logins in %s with a 30s max TTL, want at least 3", n, loop)
+	}
+	// Renewal, not re-login, carries the token between logins: re-logging
+	// in every 10s TTL would take about 7 logins.
+	if n := counter(t, reg, "trousseau_vault_logins_total", "success"); n > 4 {
+		t.Fatalf("%v logins in %s: tokens are not being renewed", n, loop)
 	}
 	if n := counter(t, reg, "trousseau_vault_logins_total", "failure"); n != 0 {
 		t.Fatalf("%v failed logins", n)
@@ -350,6 +379,44 @@ func counter(t *testing.T, g prometheus.Gatherer, name, result string) float64 {
 					return m.GetCounter().GetValue()
 				}
 			}
+		}
+	}
+	return 0
+}
+
+func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetHistogram().GetSampleCount()
 		}
 	}
 	return 0
