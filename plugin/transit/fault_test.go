@@ -28,10 +28,16 @@ func TestFieldCase02SlowVaultReturnsWithinCallerDeadline(t *testing.T) {
 		kinds          []kms.Kind
 	}{
 		{"encrypt, request timeout below the deadline", 2 * time.Second, "/v1/transit/encrypt/k",
-			func(ctx context.Context, p *Provider, id string) error { _, err := p.Encrypt(ctx, id, []byte("seed")); return err },
+			func(ctx context.Context, p *Provider, id string) error {
+				_, err := p.Encrypt(ctx, id, []byte("seed"))
+				return err
+			},
 			[]kms.Kind{kms.Unavailable}},
 		{"encrypt, request timeout misconfigured above the deadline", 10 * time.Second, "/v1/transit/encrypt/k",
-			func(ctx context.Context, p *Provider, id string) error { _, err := p.Encrypt(ctx, id, []byte("seed")); return err },
+			func(ctx context.Context, p *Provider, id string) error {
+				_, err := p.Encrypt(ctx, id, []byte("seed"))
+				return err
+			},
 			[]kms.Kind{kms.DeadlineExceeded}},
 		{"decrypt", 2 * time.Second, "/v1/transit/decrypt/k",
 			func(ctx context.Context, p *Provider, id string) error {
