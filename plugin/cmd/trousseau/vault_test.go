@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -96,6 +97,20 @@ provider:
 			vault.Thaw()
 		}
 	}()
+	// SIGSTOP lands asynchronously: wait until Vault really stops answering.
+	eventually(t, 5*time.Second, "Vault to stop answering", func() bool {
+		hctx, hcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer hcancel()
+		req, err := http.NewRequestWithContext(hctx, http.MethodGet, vault.Addr+"/v1/sys/health", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil
+	})
 	start := time.Now()
 	_, err = p.client.Encrypt(ctx, "uid-hung", bytes.Repeat([]byte{7}, 32))
 	elapsed := time.Since(start)
