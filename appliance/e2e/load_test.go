@@ -77,6 +77,13 @@ type timedErr struct {
 // that needs it counts as hanging.
 const callTimeout = 30 * time.Second
 
+// The load's pace per worker: steady traffic, without piling up so many
+// Secrets that later migrations dominate the run.
+const (
+	writeInterval = 100 * time.Millisecond
+	readInterval  = 50 * time.Millisecond
+)
+
 func startLoad(ns string, existing map[string]string, writers, readers int) *load {
 	l := &load{ns: ns, existing: existing, stop: make(chan struct{}), acked: map[string]string{}}
 	names := make([]string, 0, len(existing))
@@ -107,7 +114,7 @@ func startLoad(ns string, existing map[string]string, writers, readers int) *loa
 				}
 				l.mu.Unlock()
 				l.writes.Add(1)
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(writeInterval)
 			}
 		}()
 	}
@@ -135,7 +142,7 @@ func startLoad(ns string, existing map[string]string, writers, readers int) *loa
 					l.mu.Unlock()
 				}
 				l.reads.Add(1)
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(readInterval)
 			}
 		}()
 	}

@@ -56,7 +56,7 @@ func TestFieldCase16ColdStartWith2000Secrets(t *testing.T) {
 	figure(t, "coldstart_secrets_in_etcd", len(kvs))
 	figure(t, "coldstart_distinct_dek_seeds", len(seeds))
 
-	before := decryptCalls(t)
+	before, vaultBefore := decryptCalls(t), vaultDecrypts(t)
 	if err := rt.StopAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +84,35 @@ func TestFieldCase16ColdStartWith2000Secrets(t *testing.T) {
 	figure(t, "coldstart_restart_to_all_read_seconds", time.Since(restart).Seconds())
 	decrypts := decryptCalls(t) - before
 	figure(t, "coldstart_plugin_decrypt_calls", decrypts)
+	figure(t, "coldstart_vault_decrypt_requests", vaultDecrypts(t)-vaultBefore)
 	if n < bulkSecrets {
 		t.Errorf("listed %d Secrets after restart, want at least %d", n, bulkSecrets)
 	}
-	if decrypts > float64(len(seeds)) {
-		t.Errorf("plugin served %v Decrypt calls for %d distinct DEK seeds: the apiserver's seed cache is not doing its job", decrypts, len(seeds))
+	// The apiserver caches seeds but does not coalesce concurrent misses:
+	// its watch decodes events with processEventConcurrency = 10 workers
+	// (k8s.io/apiserver/pkg/storage/etcd3/watcher.go), so a cold start may
+	// ask for one seed up to 10 times. What must not happen is one Decrypt
+	// per Secret.
+	if limit := float64(len(seeds) * apiserverDecodeWorkers); decrypts > limit {
+		t.Errorf("plugin served %v Decrypt calls for %d distinct DEK seeds (limit %v): Decrypt calls track Secrets, not seeds", decrypts, len(seeds), limit)
 	}
 	if decrypts == 0 {
 		t.Error("no Decrypt call after an apiserver restart: the metric or the restart is wrong")
 	}
+}
+
+// apiserverDecodeWorkers is processEventConcurrency in k8s.io/apiserver's
+// etcd3 watcher: how many objects it decodes, and so decrypts, at once.
+const apiserverDecodeWorkers = 10
+
+// vaultDecrypts counts the plugin's Vault Transit decrypt requests.
+func vaultDecrypts(t *testing.T) float64 {
+	t.Helper()
+	m, err := runtime.PluginMetrics(context.Background(), rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.SumMetric(m, "trousseau_vault_request_duration_seconds_count", `operation="decrypt"`)
 }
 
 func decryptCalls(t *testing.T) float64 {
@@ -127,8 +147,10 @@ func TestFieldCase19StartOrderEitherWay(t *testing.T) {
 				if err := rt.StartAPIServer(ctx); err != nil {
 					t.Fatal(err)
 				}
-				// The apiserver is really up (serving, KMS not yet) before the plugin starts.
-				waitFor(t, "apiserver /livez before the plugin starts", 2*time.Minute, apiserverHealth("/livez"))
+				// The apiserver is really up (serving and connected to etcd)
+				// before the plugin starts. Not /livez: its storage-readiness
+				// check waits for the Secrets cache, which needs the plugin.
+				waitFor(t, "apiserver serving before the plugin starts", 2*time.Minute, apiserverHealth("/livez/etcd"))
 				if err := rt.StartPlugin(ctx); err != nil {
 					t.Fatal(err)
 				}
