@@ -47,9 +47,11 @@ func SocketPath() string { return path.Join(SocketDir, SocketFile) }
 type Mode string
 
 const (
-	// IdentityOnly stores Secrets unencrypted. It is how a cluster boots
-	// before the plugin can run (plan A): kubeadm writes Secrets before any
-	// pod runs.
+	// IdentityOnly stores Secrets unencrypted and lists no kms provider. It
+	// is how a cluster boots before the plugin can run (plan A): kubeadm
+	// writes Secrets before any pod runs, and an unreachable kms provider
+	// would fail the apiserver's /healthz (and an HA load balancer's probe)
+	// until the plugin is installed.
 	IdentityOnly Mode = "identity"
 	// KMSFirst writes with Trousseau and still reads identity-stored data,
 	// so a cluster can migrate without downtime.
@@ -60,9 +62,7 @@ const (
 var EncryptedResources = []string{"secrets"}
 
 // EncryptionConfig renders the EncryptionConfiguration for mode. socketPath is
-// the plugin socket as the apiserver sees it. In IdentityOnly mode the kms
-// provider is still listed after identity, so that data written under KMS
-// stays readable when an operator rolls back.
+// the plugin socket as the apiserver sees it.
 func EncryptionConfig(mode Mode, socketPath string) ([]byte, error) {
 	if !path.IsAbs(socketPath) {
 		return nil, fmt.Errorf("plugin socket path %q must be absolute", socketPath)
@@ -77,7 +77,7 @@ func EncryptionConfig(mode Mode, socketPath string) ([]byte, error) {
 	var providers []apiserverv1.ProviderConfiguration
 	switch mode {
 	case IdentityOnly:
-		providers = []apiserverv1.ProviderConfiguration{identity, kms}
+		providers = []apiserverv1.ProviderConfiguration{identity}
 	case KMSFirst:
 		providers = []apiserverv1.ProviderConfiguration{kms, identity}
 	default:
