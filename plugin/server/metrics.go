@@ -49,11 +49,11 @@ func (m *metrics) interceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		code := status.Code(err)
 		m.rpcDuration.WithLabelValues(method, code.String()).Observe(elapsed.Seconds())
 
-		var uid string
+		attrs := []any{"method", method, "code", code.String(), "duration", elapsed}
+		// Encrypt and Decrypt carry the apiserver's uid; Status has none.
 		if r, ok := req.(interface{ GetUid() string }); ok {
-			uid = r.GetUid()
+			attrs = append(attrs, "uid", r.GetUid())
 		}
-		attrs := []any{"method", method, "uid", uid, "code", code.String(), "duration", elapsed}
 		switch {
 		case err != nil:
 			log.WarnContext(ctx, "kms call failed", append(attrs, "error", status.Convert(err).Message())...)
