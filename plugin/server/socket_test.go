@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,4 +273,65 @@ func TestApiserverEnvelopeAcceptsOurResponses(t *testing.T) {
 		t.Fatalf("decrypted seed is %d bytes, want 32", len(seed))
 	}
 	assertAbsent(t, h.logs.String(), seed)
+}
+
+// TestFieldCase15ConnectionChurnIsTolerated mimics encryption-config
+// reloads: the apiserver builds a new client (a new connection) and closes
+// the old one while calls are still flowing on both.
+func TestFieldCase15ConnectionChurnIsTolerated(t *testing.T) {
+	h := startServer(t, kmstest.New("fake"), harnessOptions{waitKnown: true})
+	long := apiserverClient(t, h.path)
+	errs := make(chan error, 51) // the steady client and each churn client report at most once
+	stop := make(chan struct{})
+	var steady sync.WaitGroup
+	steady.Add(1)
+	go func() {
+		defer steady.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			enc, err := long.Encrypt(ctx, "uid-steady", []byte("0123456789abcdef0123456789abcdef"))
+			if err == nil {
+				_, err = long.Decrypt(ctx, "uid-steady", &kmsservice.DecryptRequest{Ciphertext: enc.Ciphertext, KeyID: enc.KeyID})
+			}
+			cancel()
+			if err != nil {
+				errs <- fmt.Errorf("steady client: %w", err)
+				return
+			}
+		}
+	}()
+
+	var churn sync.WaitGroup
+	for i := range 50 {
+		churn.Add(1)
+		go func() {
+			defer churn.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			svc, err := kmsv2.NewGRPCService(ctx, "unix://"+h.path, "trousseau", 3*time.Second)
+			if err != nil {
+				errs <- err
+				cancel()
+				return
+			}
+			if _, err := svc.Status(ctx); err != nil {
+				errs <- fmt.Errorf("churn client %d: %w", i, err)
+			}
+			cancel() // closes the connection, as a reload drops the old transformer
+		}()
+	}
+	churn.Wait()
+	close(stop)
+	steady.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if st, err := long.Status(context.Background()); err != nil || st.Healthz != "ok" {
+		t.Fatalf("after the churn Status = %v, %v", st, err)
+	}
 }
