@@ -111,18 +111,18 @@ func dur(p func(*Config) *Duration) func(*Config, string) error {
 // fields lists every setting. Credentials appear only as *-file paths
 // (field case 10): no flag or variable carries a secret value.
 var fields = []field{
-	{flag: "socket-path", key: "socket.path", usage: "absolute path of the KMS v2 unix socket", set: str(func(c *Config) *string { return &c.Socket.Path })},
-	{flag: "socket-mode", key: "socket.mode", usage: "octal permissions of the socket file", set: str(func(c *Config) *string { return &c.Socket.Mode })},
-	{flag: "socket-shutdown-grace", key: "socket.shutdownGrace", usage: "how long in-flight calls may drain on SIGTERM", set: dur(func(c *Config) *Duration { return &c.Socket.ShutdownGrace })},
-	{flag: "ops-address", key: "ops.address", usage: "host:port for /livez, /readyz and /metrics", set: str(func(c *Config) *string { return &c.Ops.Address })},
-	{flag: "log-format", key: "log.format", usage: "json or text", set: str(func(c *Config) *string { return &c.Log.Format })},
-	{flag: "log-level", key: "log.level", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.Log.Level })},
-	{flag: "status-refresh-interval", key: "status.refreshInterval", usage: "how often the key status is refreshed while healthy", set: dur(func(c *Config) *Duration { return &c.Status.RefreshInterval })},
+	{flag: "socket-path", key: "socket.path", usage: "absolute path of the KMS v2 unix socket (default " + controlplane.SocketPath() + ")", set: str(func(c *Config) *string { return &c.Socket.Path })},
+	{flag: "socket-mode", key: "socket.mode", usage: "octal permissions of the socket file (default " + DefaultSocketMode + ")", set: str(func(c *Config) *string { return &c.Socket.Mode })},
+	{flag: "socket-shutdown-grace", key: "socket.shutdownGrace", usage: "how long in-flight calls may drain on SIGTERM (default " + DefaultShutdownGrace.String() + ")", set: dur(func(c *Config) *Duration { return &c.Socket.ShutdownGrace })},
+	{flag: "ops-address", key: "ops.address", usage: "host:port for /livez, /readyz and /metrics (default " + DefaultOpsAddress + ")", set: str(func(c *Config) *string { return &c.Ops.Address })},
+	{flag: "log-format", key: "log.format", usage: "json or text (default " + DefaultLogFormat + ")", set: str(func(c *Config) *string { return &c.Log.Format })},
+	{flag: "log-level", key: "log.level", usage: "debug, info, warn or error (default " + DefaultLogLevel + ")", set: str(func(c *Config) *string { return &c.Log.Level })},
+	{flag: "status-refresh-interval", key: "status.refreshInterval", usage: "how often the key status is refreshed while healthy (default " + DefaultRefreshInterval.String() + ")", set: dur(func(c *Config) *Duration { return &c.Status.RefreshInterval })},
 	{flag: "vault-address", key: "provider.vault.address", usage: "Vault URL, e.g. https://vault:8200", set: str(func(c *Config) *string { return &vault(c).Address })},
 	{flag: "vault-namespace", key: "provider.vault.namespace", usage: "Vault Enterprise namespace", set: str(func(c *Config) *string { return &vault(c).Namespace })},
-	{flag: "vault-transit-mount", key: "provider.vault.transitMount", usage: "Transit secrets engine mount", set: str(func(c *Config) *string { return &vault(c).TransitMount })},
-	{flag: "vault-key-name", key: "provider.vault.keyName", usage: "Transit key name", set: str(func(c *Config) *string { return &vault(c).KeyName })},
-	{flag: "vault-request-timeout", key: "provider.vault.requestTimeout", usage: "bound on one Vault request, below the 3s KMS timeout", set: dur(func(c *Config) *Duration { return &vault(c).RequestTimeout })},
+	{flag: "vault-transit-mount", key: "provider.vault.transitMount", usage: "Transit secrets engine mount (default " + DefaultTransitMount + ")", set: str(func(c *Config) *string { return &vault(c).TransitMount })},
+	{flag: "vault-key-name", key: "provider.vault.keyName", usage: "Transit key name (default " + DefaultKeyName + ")", set: str(func(c *Config) *string { return &vault(c).KeyName })},
+	{flag: "vault-request-timeout", key: "provider.vault.requestTimeout", usage: "bound on one Vault request, below the 3s KMS timeout (default " + DefaultRequestTimeout.String() + ")", set: dur(func(c *Config) *Duration { return &vault(c).RequestTimeout })},
 	{flag: "vault-tls-ca-file", key: "provider.vault.tls.caFile", usage: "PEM file of the CA that signed Vault's certificate", set: str(func(c *Config) *string { return &vault(c).TLS.CAFile })},
 	{flag: "vault-tls-cert-file", key: "provider.vault.tls.certFile", usage: "PEM client certificate file (cert auth)", set: str(func(c *Config) *string { return &vault(c).TLS.CertFile })},
 	{flag: "vault-tls-key-file", key: "provider.vault.tls.keyFile", usage: "PEM client key file (cert auth)", set: str(func(c *Config) *string { return &vault(c).TLS.KeyFile })},
@@ -137,13 +137,13 @@ var fields = []field{
 	}},
 	{flag: "vault-auth-method", key: "provider.vault.auth.method", usage: "token, approle, kubernetes or cert", set: str(func(c *Config) *string { return &vault(c).Auth.Method })},
 	{flag: "vault-auth-token-file", key: "provider.vault.auth.token.tokenFile", usage: "file holding a Vault token", set: str(func(c *Config) *string { return &tokenAuth(c).TokenFile })},
-	{flag: "vault-auth-approle-mount", key: "provider.vault.auth.approle.mount", usage: "AppRole auth mount", set: str(func(c *Config) *string { return &appRole(c).Mount })},
+	{flag: "vault-auth-approle-mount", key: "provider.vault.auth.approle.mount", usage: "AppRole auth mount (default " + DefaultAppRoleMount + ")", set: str(func(c *Config) *string { return &appRole(c).Mount })},
 	{flag: "vault-auth-approle-role-id-file", key: "provider.vault.auth.approle.roleIDFile", usage: "file holding the AppRole role_id", set: str(func(c *Config) *string { return &appRole(c).RoleIDFile })},
 	{flag: "vault-auth-approle-secret-id-file", key: "provider.vault.auth.approle.secretIDFile", usage: "file holding the AppRole secret_id", set: str(func(c *Config) *string { return &appRole(c).SecretIDFile })},
-	{flag: "vault-auth-kubernetes-mount", key: "provider.vault.auth.kubernetes.mount", usage: "Kubernetes auth mount", set: str(func(c *Config) *string { return &kubernetesAuth(c).Mount })},
+	{flag: "vault-auth-kubernetes-mount", key: "provider.vault.auth.kubernetes.mount", usage: "Kubernetes auth mount (default " + DefaultKubernetesMount + ")", set: str(func(c *Config) *string { return &kubernetesAuth(c).Mount })},
 	{flag: "vault-auth-kubernetes-role", key: "provider.vault.auth.kubernetes.role", usage: "Vault role for Kubernetes auth", set: str(func(c *Config) *string { return &kubernetesAuth(c).Role })},
 	{flag: "vault-auth-kubernetes-token-file", key: "provider.vault.auth.kubernetes.tokenFile", usage: "projected ServiceAccount token file", set: str(func(c *Config) *string { return &kubernetesAuth(c).TokenFile })},
-	{flag: "vault-auth-cert-mount", key: "provider.vault.auth.cert.mount", usage: "TLS certificate auth mount", set: str(func(c *Config) *string { return &certAuth(c).Mount })},
+	{flag: "vault-auth-cert-mount", key: "provider.vault.auth.cert.mount", usage: "TLS certificate auth mount (default " + DefaultCertMount + ")", set: str(func(c *Config) *string { return &certAuth(c).Mount })},
 	{flag: "vault-auth-cert-name", key: "provider.vault.auth.cert.name", usage: "certificate role name for cert auth", set: str(func(c *Config) *string { return &certAuth(c).Name })},
 }
 
@@ -176,7 +176,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	for _, f := range fields {
 		v := &flagValue{f: f}
 		fl.values = append(fl.values, v)
-		fs.Var(v, f.flag, fmt.Sprintf("%s (env %s, file %s)", f.usage, f.env(), f.key))
+		fs.Var(v, f.flag, fmt.Sprintf("%s\nenv %s, file key %s", f.usage, f.env(), f.key))
 	}
 	return fl
 }
