@@ -89,7 +89,7 @@ func TestThrottledOrFailingVaultIsUnavailableWithinDeadline(t *testing.T) {
 	}
 }
 
-func TestForbiddenAnswerLogsInAgainAndRetriesOnce(t *testing.T) {
+func TestForbiddenAnswerWithAnExpiredTokenLogsInAgainAndRetriesOnce(t *testing.T) {
 	fv := fakevault.New(t)
 	p := newProvider(t, fakeConfig(t, fv), nil)
 	id := mustKeyID(t, p)
@@ -98,20 +98,31 @@ func TestForbiddenAnswerLogsInAgainAndRetriesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fv.Logins()
-	fv.Inject("/v1/transit/decrypt/k", fakevault.Fault{Status: 403, Body: `{"errors":["permission denied"]}`, Times: 1})
+	fv.ExpireTokens() // Vault now answers 403 to the token the provider holds
 	pt, err := p.Decrypt(apiserverCtx(t), id, ct)
 	if err != nil || string(pt) != "seed" {
-		t.Fatalf("Decrypt after one 403 = %q, %v; want the seed after a re-login", pt, err)
+		t.Fatalf("Decrypt after a 403 = %q, %v; want the seed after a re-login", pt, err)
 	}
 	if got := fv.Logins() - before; got != 1 {
 		t.Fatalf("%d logins after a 403, want exactly 1", got)
 	}
+}
 
-	// A 403 that persists after the fresh login is the policy's fault:
-	// PermissionDenied, after exactly one retry.
+func TestForbiddenAnswerWithAValidTokenIsPermissionDeniedWithoutLogin(t *testing.T) {
+	fv := fakevault.New(t)
+	p := newProvider(t, fakeConfig(t, fv), nil)
+	id := mustKeyID(t, p)
+	before := fv.Logins()
+	// The token still passes lookup-self, so the 403 is the policy's: no
+	// new token is minted for it, however often it is asked (field case 13).
 	fv.Inject("/v1/transit/decrypt/k", fakevault.Fault{Status: 403, Body: `{"errors":["permission denied"]}`})
-	_, err = p.Decrypt(apiserverCtx(t), id, ct)
-	wantKind(t, err, kms.PermissionDenied)
+	for range 3 {
+		_, err := p.Decrypt(apiserverCtx(t), id, []byte("vault:v1:c2VlZA=="))
+		wantKind(t, err, kms.PermissionDenied)
+	}
+	if got := fv.Logins() - before; got != 0 {
+		t.Fatalf("%d logins for policy denials, want 0", got)
+	}
 }
 
 func TestMalformedVaultAnswersNeverYieldACiphertext(t *testing.T) {

@@ -217,12 +217,14 @@ func TestFieldCase09MissingKeyMountOrForbiddenReadIsClear(t *testing.T) {
 
 func TestFieldCase13RevokedPermissionIsReportedAndRecoversOnItsOwn(t *testing.T) {
 	cfg, creds := isolatedKey(t, vaultdev.BootstrapOptions{})
-	p := newProvider(t, cfg, nil)
+	reg := prometheus.NewRegistry()
+	p := newProvider(t, cfg, reg)
 	id := mustKeyID(t, p)
 	ct, err := p.Encrypt(apiserverCtx(t), id, []byte("seed"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	logins := counter(t, reg, "trousseau_vault_logins_total", "success")
 
 	writePolicy(t, creds.PolicyName, policyFor(cfg, "keys"))
 	_, err = p.CurrentKeyID(apiserverCtx(t))
@@ -231,6 +233,9 @@ func TestFieldCase13RevokedPermissionIsReportedAndRecoversOnItsOwn(t *testing.T)
 	wantKind(t, err, kms.PermissionDenied)
 	_, err = p.Decrypt(apiserverCtx(t), id, ct)
 	wantKind(t, err, kms.PermissionDenied)
+	if n := counter(t, reg, "trousseau_vault_logins_total", "success"); n != logins {
+		t.Fatalf("policy denials caused %v new logins; the token was valid", n-logins)
+	}
 
 	restored, err := vaultdev.Policy(cfg.TransitMount, cfg.KeyName)
 	if err != nil {

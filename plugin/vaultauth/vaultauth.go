@@ -94,24 +94,33 @@ func New(client *vaultapi.Client, auth config.VaultAuth, tls config.VaultTLS, op
 	return a, nil
 }
 
-// Do runs call with the logged-in client. If Vault answers 401 or 403 it
-// logs in again (once for all concurrent callers) and retries exactly once,
-// which covers expired and revoked tokens. call's own errors are returned
-// unchanged for the caller to classify; login failures come back as kms errors.
+// Do runs call with the logged-in client. If Vault answers 401 or 403
+// because the token expired or was revoked, it logs in again (once for all
+// concurrent callers) and retries exactly once. A 403 with a token that is
+// still valid is the policy's answer: it is returned without a login, so a
+// revoked permission does not mint a new token per request. call's own errors
+// are returned unchanged for the caller to classify; login failures come back
+// as kms errors.
 func (a *Authenticator) Do(ctx context.Context, call func(context.Context, *vaultapi.Client) error) error {
 	gen, err := a.ensureLoggedIn(ctx)
 	if err != nil {
 		return err
 	}
-	err = call(ctx, a.client)
-	if !IsAuthError(err) {
-		return err
+	callErr := call(ctx, a.client)
+	if !IsAuthError(callErr) {
+		return callErr
 	}
-	if err := a.relogin(ctx, gen); err != nil {
+	switch err := a.relogin(ctx, gen, true); {
+	case errors.Is(err, errTokenValid):
+		return callErr
+	case err != nil:
 		return err
 	}
 	return call(ctx, a.client)
 }
+
+// errTokenValid means the current token still works, so a 403 came from policy.
+var errTokenValid = errors.New("the current Vault token is still valid")
 
 // IsAuthError reports a Vault answer that a fresh token may fix.
 func IsAuthError(err error) bool {
@@ -139,7 +148,8 @@ func (a *Authenticator) ensureLoggedIn(ctx context.Context) (uint64, error) {
 	if gen > 0 && (expiry.IsZero() || time.Now().Before(expiry)) {
 		return gen, nil
 	}
-	if err := a.relogin(ctx, gen); err != nil {
+	// errTokenValid (from a concurrent 403 check) proves the token works.
+	if err := a.relogin(ctx, gen, false); err != nil && !errors.Is(err, errTokenValid) {
 		return 0, err
 	}
 	a.mu.Lock()
@@ -148,16 +158,24 @@ func (a *Authenticator) ensureLoggedIn(ctx context.Context) (uint64, error) {
 }
 
 // relogin logs in unless a login newer than seenGen already happened. All
-// concurrent callers share one login (field case 05); each waits only as long
-// as its own ctx allows, while the login itself runs to completion so the
-// next caller benefits from it.
-func (a *Authenticator) relogin(ctx context.Context, seenGen uint64) error {
+// concurrent callers share one flight (field case 05); each waits only as
+// long as its own ctx allows, while the flight runs to completion so the
+// next caller benefits from it. With recheck, the flight first asks Vault
+// whether the current token still works and returns errTokenValid if so.
+// A caller that joins a flight started by the other kind gets that flight's
+// result: errTokenValid tells a background re-login to try again shortly.
+func (a *Authenticator) relogin(ctx context.Context, seenGen uint64, recheck bool) error {
 	ch := a.flight.DoChan("login", func() (any, error) {
 		a.mu.Lock()
 		stale := a.gen != seenGen
 		a.mu.Unlock()
 		if stale {
 			return nil, nil
+		}
+		if recheck && seenGen > 0 {
+			if _, err := a.client.Auth().Token().LookupSelfWithContext(a.ctx); err == nil {
+				return nil, errTokenValid
+			}
 		}
 		return nil, a.login(a.ctx)
 	})
@@ -249,7 +267,7 @@ func (a *Authenticator) watch(w *vaultapi.LifetimeWatcher, gen uint64) {
 func (a *Authenticator) reloginUntilSuccess(gen uint64) {
 	backoff := 500 * time.Millisecond
 	for {
-		if a.relogin(a.ctx, gen) == nil {
+		if a.relogin(a.ctx, gen, false) == nil {
 			return
 		}
 		select {
