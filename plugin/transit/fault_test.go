@@ -71,6 +71,21 @@ func TestFieldCase02SlowVaultReturnsWithinCallerDeadline(t *testing.T) {
 	}
 }
 
+func TestFieldCase02SlowLoginReturnsWithinCallerDeadline(t *testing.T) {
+	fv := fakevault.New(t)
+	p := newProvider(t, fakeConfig(t, fv), nil)
+	fv.Inject("/v1/auth/approle/login", fakevault.Fault{Delay: 4 * time.Second})
+	start := time.Now()
+	_, err := p.CurrentKeyID(apiserverCtx(t))
+	if took := time.Since(start); took > 3*time.Second+slack {
+		t.Fatalf("returned after %s, past the apiserver's 3s deadline", took)
+	}
+	wantKind(t, err, kms.Unavailable, kms.DeadlineExceeded)
+	if !strings.Contains(err.Error(), "login") {
+		t.Errorf("error does not say the login was slow: %v", err)
+	}
+}
+
 func TestThrottledOrFailingVaultIsUnavailableWithinDeadline(t *testing.T) {
 	for _, status := range []int{429, 500, 502, 503} {
 		fv := fakevault.New(t)
