@@ -52,7 +52,7 @@ func TestFieldCase02SlowVaultReturnsWithinCallerDeadline(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			fv := fakevault.New(t)
-			cfg := fakeConfig(t, fv)
+			cfg := fakeConfig(t, fv.URL)
 			cfg.RequestTimeout = config.Duration{Duration: tc.requestTimeout}
 			p := newProvider(t, cfg, nil)
 			id := mustKeyID(t, p)
@@ -73,7 +73,7 @@ func TestFieldCase02SlowVaultReturnsWithinCallerDeadline(t *testing.T) {
 
 func TestFieldCase02SlowLoginReturnsWithinCallerDeadline(t *testing.T) {
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	fv.Inject("/v1/auth/approle/login", fakevault.Fault{Delay: 4 * time.Second})
 	start := time.Now()
 	_, err := p.CurrentKeyID(apiserverCtx(t))
@@ -89,7 +89,7 @@ func TestFieldCase02SlowLoginReturnsWithinCallerDeadline(t *testing.T) {
 func TestThrottledOrFailingVaultIsUnavailableWithinDeadline(t *testing.T) {
 	for _, status := range []int{429, 500, 502, 503} {
 		fv := fakevault.New(t)
-		p := newProvider(t, fakeConfig(t, fv), nil)
+		p := newProvider(t, fakeConfig(t, fv.URL), nil)
 		id := mustKeyID(t, p)
 		fv.Inject("/v1/transit/encrypt/k", fakevault.Fault{Status: status, Body: `{"errors":["overloaded"]}`})
 		start := time.Now()
@@ -106,7 +106,7 @@ func TestThrottledOrFailingVaultIsUnavailableWithinDeadline(t *testing.T) {
 
 func TestForbiddenAnswerWithAnExpiredTokenLogsInAgainAndRetriesOnce(t *testing.T) {
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	id := mustKeyID(t, p)
 	ct, err := p.Encrypt(apiserverCtx(t), id, []byte("seed"))
 	if err != nil {
@@ -125,7 +125,7 @@ func TestForbiddenAnswerWithAnExpiredTokenLogsInAgainAndRetriesOnce(t *testing.T
 
 func TestForbiddenAnswerWithAValidTokenIsPermissionDeniedWithoutLogin(t *testing.T) {
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	id := mustKeyID(t, p)
 	before := fv.Logins()
 	// The token still passes lookup-self, so the 403 is the policy's: no
@@ -152,7 +152,7 @@ func TestMalformedVaultAnswersNeverYieldACiphertext(t *testing.T) {
 		``,
 	} {
 		fv := fakevault.New(t)
-		p := newProvider(t, fakeConfig(t, fv), nil)
+		p := newProvider(t, fakeConfig(t, fv.URL), nil)
 		id := mustKeyID(t, p)
 		fv.Inject("/v1/transit/encrypt/k", fakevault.Fault{Status: 200, Body: body})
 		ct, err := p.Encrypt(apiserverCtx(t), id, []byte("seed"))
@@ -161,7 +161,7 @@ func TestMalformedVaultAnswersNeverYieldACiphertext(t *testing.T) {
 		}
 	}
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	id := mustKeyID(t, p)
 	ct, err := p.Encrypt(apiserverCtx(t), id, []byte("seed"))
 	if err != nil {
@@ -177,7 +177,7 @@ func TestMalformedVaultAnswersNeverYieldACiphertext(t *testing.T) {
 
 func TestFieldCase05ConcurrentDecryptsWithExpiredTokenLogInOnce(t *testing.T) {
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	id := mustKeyID(t, p)
 	ct, err := p.Encrypt(apiserverCtx(t), id, []byte("seed"))
 	if err != nil {
@@ -229,7 +229,7 @@ var garbage = []string{
 
 func TestFieldCase12GarbageCiphertextIsInvalidInput(t *testing.T) {
 	fv := fakevault.New(t)
-	p := newProvider(t, fakeConfig(t, fv), nil)
+	p := newProvider(t, fakeConfig(t, fv.URL), nil)
 	id := mustKeyID(t, p)
 	for _, ct := range garbage {
 		pt, err := p.Decrypt(apiserverCtx(t), id, []byte(ct))
@@ -251,7 +251,7 @@ func FuzzTransitDecrypt(f *testing.F) {
 	}
 	f.Add([]byte("vault:v1:" + base64.StdEncoding.EncodeToString([]byte(base64.StdEncoding.EncodeToString([]byte("seed"))))))
 	fv := fakevault.New(f)
-	p := newProvider(f, fakeConfig(f, fv), nil)
+	p := newProvider(f, fakeConfig(f, fv.URL), nil)
 	id := mustKeyID(f, p)
 	f.Fuzz(func(t *testing.T, ct []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -306,7 +306,7 @@ func TestFieldCase03UnreachableVaultFailsFastNamingTheAddress(t *testing.T) {
 
 	for name, addr := range map[string]string{"closed port": closedAddr, "silent listener": "http://" + silent.Addr().String()} {
 		t.Run(name, func(t *testing.T) {
-			cfg := fakeConfig(t, &fakevault.Server{URL: addr})
+			cfg := fakeConfig(t, addr)
 			p := newProvider(t, cfg, nil)
 			for op, call := range map[string]func(context.Context) error{
 				"status":  func(ctx context.Context) error { _, err := p.CurrentKeyID(ctx); return err },

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trousseau-io/trousseau/plugin/config"
-	"github.com/trousseau-io/trousseau/plugin/internal/fakevault"
 	"github.com/trousseau-io/trousseau/plugin/kms"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
 )
@@ -90,8 +89,9 @@ func isolatedKey(t testing.TB, opts vaultdev.BootstrapOptions) (config.Vault, *v
 	}, creds
 }
 
-// fakeConfig points a provider at a fake Vault with AppRole credential files.
-func fakeConfig(t testing.TB, fv *fakevault.Server) config.Vault {
+// fakeConfig points a provider at address (a fake Vault, or nothing) with
+// AppRole credential files.
+func fakeConfig(t testing.TB, address string) config.Vault {
 	t.Helper()
 	dir := t.TempDir()
 	role, secret := filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
@@ -101,7 +101,7 @@ func fakeConfig(t testing.TB, fv *fakevault.Server) config.Vault {
 		}
 	}
 	return config.Vault{
-		Address: fv.URL, TransitMount: "transit", KeyName: "k",
+		Address: address, TransitMount: "transit", KeyName: "k",
 		RequestTimeout: config.Duration{Duration: 2 * time.Second},
 		Auth:           config.VaultAuth{Method: "approle", AppRole: &config.AppRoleAuth{RoleIDFile: role, SecretIDFile: secret}},
 	}

@@ -7,13 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/trousseau-io/trousseau/plugin/internal/fakevault"
 )
 
 func TestNewStartsWhileVaultIsDownButRejectsInvalidConfig(t *testing.T) {
 	// Nothing listens on port 1: New must not care.
-	cfg := fakeConfig(t, &fakevault.Server{URL: "http://127.0.0.1:1"})
+	cfg := fakeConfig(t, "http://127.0.0.1:1")
 	p, err := New(context.Background(), cfg, Options{})
 	if err != nil {
 		t.Fatalf("New failed although only Vault is down: %v", err)
@@ -36,7 +34,7 @@ func TestNewStartsWhileVaultIsDownButRejectsInvalidConfig(t *testing.T) {
 
 func TestInsecureSkipVerifyIsLoud(t *testing.T) {
 	var logs bytes.Buffer
-	cfg := fakeConfig(t, &fakevault.Server{URL: "https://127.0.0.1:1"})
+	cfg := fakeConfig(t, "https://127.0.0.1:1")
 	cfg.TLS.InsecureSkipVerify = true
 	p, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
