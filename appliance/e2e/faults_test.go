@@ -35,9 +35,17 @@ func TestFieldCase01And17PluginKill9UnderWriteLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	// The apiserver keeps writing on its cached DEK seed while the plugin is
-	// gone; give the load a moment against the dead plugin.
-	time.Sleep(2 * time.Second)
+	// Restart only once the apiserver has seen the plugin gone (its health
+	// cache holds a success for 20 s), so the recovery measured below is
+	// the apiserver's as well as the plugin's. The load runs all along on
+	// the apiserver's cached DEK seed.
+	noticed := waitFor(t, "apiserver /readyz reporting kms-providers failing", time.Minute, func(ctx context.Context) error {
+		if apiserverHealth("/readyz/kms-providers")(ctx) == nil {
+			return errString("apiserver still reports kms-providers ok")
+		}
+		return nil
+	})
+	figure(t, "kill9_apiserver_noticed_after_seconds", noticed.Seconds())
 	if err := rt.StartPlugin(ctx); err != nil {
 		l.halt()
 		t.Fatal(err)
