@@ -99,7 +99,7 @@ func EncryptionConfig(mode Mode, socketPath string) ([]byte, error) {
 // EncryptionConfigFile as the apiserver sees it.
 func APIServerFlags(configDir string) map[string]string {
 	return map[string]string{
-		"encryption-provider-config":                 path.Join(configDir, EncryptionConfigFile),
+		"encryption-provider-config":                  path.Join(configDir, EncryptionConfigFile),
 		"encryption-provider-config-automatic-reload": "true",
 	}
 }
