@@ -26,6 +26,9 @@ func (l *Local) Status(ctx context.Context) (runtime.Status, error) {
 		etcdName: s.etcdEndpoint(), vaultName: s.VaultAddr,
 		pluginName: l.socketPath() + " (ops http://" + s.opsAddr() + ")", apiserverName: s.apiserverURL(),
 	}
+	if s.EtcdClientPort == 0 {
+		addr = map[string]string{}
+	}
 	for _, c := range components {
 		comp := runtime.Component{Name: c, Address: addr[c]}
 		pid := running(l.pidFile(c), l.binOf(c))
@@ -69,6 +72,9 @@ func healthWord(err error) string {
 func (l *Local) EtcdList(ctx context.Context, prefix string) ([]runtime.KV, error) {
 	s, err := l.loadState()
 	if err != nil {
+		return nil, err
+	}
+	if err := l.requireRunning(etcdName); err != nil {
 		return nil, err
 	}
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.etcdEndpoint()}, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
@@ -140,6 +146,9 @@ func (l *Local) PluginOps() string {
 
 // PluginStatus implements runtime.Runtime.
 func (l *Local) PluginStatus(ctx context.Context) (runtime.PluginStatus, error) {
+	if err := l.requireRunning(pluginName); err != nil {
+		return runtime.PluginStatus{}, err
+	}
 	return runtime.PluginStatusAt(ctx, l.socketPath())
 }
 
@@ -158,4 +167,16 @@ func (l *Local) signalVault(sig syscall.Signal) error {
 		return fmt.Errorf("the dev Vault is not running")
 	}
 	return syscall.Kill(pid, sig)
+}
+
+// requireRunning turns "connection refused" into what a person should do.
+func (l *Local) requireRunning(name string) error {
+	if running(l.pidFile(name), l.binOf(name)) != 0 {
+		return nil
+	}
+	if readPID(l.pidFile(name)) != 0 {
+		return fmt.Errorf("%s of the local stack has stopped (its pid file is stale; log: %s). "+
+			"Fix: `go tool mage demo` restarts what is missing, or `go tool mage down` resets the stack", name, l.logFile(name))
+	}
+	return fmt.Errorf("%s is not running: the local stack is down. Fix: start it with `go tool mage demo`", name)
 }
