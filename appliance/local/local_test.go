@@ -39,7 +39,7 @@ func TestStartFailureQuotesTheLogAndNamesAPortClash(t *testing.T) {
 
 func TestLeftoversExplainACrashedRun(t *testing.T) {
 	l := newTestLocal(t)
-	if l.leftovers(nil) != "" {
+	if l.leftovers() != "" {
 		t.Fatal("a fresh checkout reports leftovers")
 	}
 	for _, d := range []string{l.path("pids"), l.path("etcd")} {
@@ -51,7 +51,7 @@ func TestLeftoversExplainACrashedRun(t *testing.T) {
 	if err := os.WriteFile(l.pidFile(vaultName), []byte("999999999\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := l.leftovers(map[string]int{})
+	got := l.leftovers()
 	for _, want := range []string{"vault pid 999999999 is gone", "etcd data in"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("leftovers %q lack %q", got, want)

@@ -81,16 +81,16 @@ func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
 	if live[vaultName] == 0 {
 		err := l.p.Step("start the dev Vault and bootstrap Transit + AppRole", func() error {
 			addr, err := l.startVault(ctx)
+			if err != nil {
+				return err
+			}
 			s.VaultAddr = addr
-			return err
+			return l.saveState(s)
 		})
 		if err != nil {
 			return err
 		}
 		l.p.Say("  ! dev-mode Vault keeps its keys in memory: if it stops, the Secrets it encrypted are unreadable (`mage down` discards them)")
-		if err := l.saveState(s); err != nil {
-			return err
-		}
 	}
 	if live[pluginName] == 0 {
 		if err := l.p.Step("build the trousseau plugin", func() error { return l.buildPlugin(ctx) }); err != nil {
@@ -136,8 +136,13 @@ func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 	if err != nil {
 		return s, live, err
 	}
+	if live[vaultName] != 0 && s.VaultAddr == "" {
+		// Vault started but the run died before recording its address:
+		// nothing can reach it, so it counts as gone.
+		live = map[string]int{etcdName: live[etcdName], pluginName: live[pluginName], apiserverName: live[apiserverName]}
+	}
 	if live[vaultName] == 0 {
-		if leftovers := l.leftovers(live); leftovers != "" {
+		if leftovers := l.leftovers(); leftovers != "" {
 			l.p.Say("▸ found state from an earlier run that did not stop cleanly (%s).\n"+
 				"  Its dev Vault kept the Transit key in memory and is gone, so the Secrets in that etcd can never be\n"+
 				"  decrypted again: stopping the leftovers and starting fresh (the local CA is kept).", leftovers)
@@ -183,10 +188,10 @@ func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 }
 
 // leftovers describes what an earlier run left behind, or "" for nothing.
-func (l *Local) leftovers(live map[string]int) string {
+func (l *Local) leftovers() string {
 	var parts []string
 	for _, c := range components {
-		if pid := live[c]; pid != 0 {
+		if pid := running(l.pidFile(c), l.binOf(c)); pid != 0 {
 			parts = append(parts, fmt.Sprintf("%s still running as pid %d", c, pid))
 		} else if pid := readPID(l.pidFile(c)); pid != 0 {
 			parts = append(parts, fmt.Sprintf("%s pid %d is gone", c, pid))
