@@ -13,8 +13,9 @@ import (
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/appliance/tools"
 
-	// The local runtime registers itself; it is the default without Docker.
+	// Both runtimes register themselves; runtime.Select picks one.
 	_ "github.com/trousseau-io/trousseau/appliance/local"
+	_ "github.com/trousseau-io/trousseau/kind"
 )
 
 // The Cmd* functions are what the mage targets call, one each. They select

@@ -19,6 +19,10 @@ import (
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/appliance/tools"
+
+	// Both runtimes register themselves; runtime.Select picks one.
+	_ "github.com/trousseau-io/trousseau/appliance/local"
+	_ "github.com/trousseau-io/trousseau/kind"
 )
 
 // The stack is shared: starting it costs most of a minute, and the field
