@@ -138,7 +138,8 @@ func CmdE2E(ctx context.Context) error {
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("e2e tests failed (%v): the output above names the failing test; each test's component logs are quoted in it", err)
+		return fmt.Errorf("e2e tests failed (%v): the output above names the failing test and its figures; "+
+			"on the local runtime the component logs stay in .trousseau/instances/e2e/logs", err)
 	}
 	return nil
 }
