@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
@@ -83,9 +84,15 @@ func Run(ctx context.Context, rt runtime.Runtime, p *progress.Printer) error {
 			p.Say("  ✓ %d/%d Secrets on key_id %s", r.Current, r.Total, r.CurrentKeyID)
 		}
 	}
-	if err := ShowOne(ctx, rt, cs, p, ShowcaseSecret); err != nil {
+	kvs, err := rt.EtcdList(ctx, "/registry/secrets/"+Namespace+"/"+ShowcaseSecret)
+	if err != nil || len(kvs) != 1 {
+		return fmt.Errorf("read %s back from etcd after the migration: %v", ShowcaseSecret, err)
+	}
+	env, err := etcdproof.Decode(kvs[0].Value)
+	if err != nil {
 		return err
 	}
+	p.Say("  ✓ in etcd, %s/%s now carries key_id %s (Vault key version %d)", Namespace, ShowcaseSecret, env.KeyID, env.VaultKeyVersion)
 
 	p.Say("")
 	p.Say("Done in %s. The stack keeps running:", time.Since(start).Round(time.Second))
