@@ -64,10 +64,6 @@ func (l *Local) Transit() (string, string) { return transitMount, transitKey }
 // Kubeconfig implements runtime.Runtime.
 func (l *Local) Kubeconfig() string { return filepath.Join(l.dir, "kubeconfig") }
 
-// StateDir is .trousseau/ under the repository root, or
-// .trousseau/instances/<instance>.
-func (l *Local) StateDir() string { return l.dir }
-
 func (l *Local) path(parts ...string) string {
 	return filepath.Join(append([]string{l.dir}, parts...)...)
 }
