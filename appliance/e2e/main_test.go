@@ -73,6 +73,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	if q, ok := rt.(runtime.LogQuoter); ok && code != 0 {
+		fmt.Println(q.QuoteLogs(15))
+	}
 	fmt.Printf("FIGURE e2e_total_seconds=%.1f\n", time.Since(start).Seconds())
 	return code
 }

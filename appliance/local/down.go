@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,4 +40,14 @@ func (l *Local) Down(ctx context.Context) error {
 		_ = os.RemoveAll(filepath.Dir(sock))
 	}
 	return errors.Join(errs...)
+}
+
+// QuoteLogs implements runtime.LogQuoter: the last lines of every
+// component's log, for failure reports.
+func (l *Local) QuoteLogs(lines int) string {
+	var b strings.Builder
+	for _, c := range components {
+		fmt.Fprintf(&b, "--- last %d lines of %s:\n%s\n", lines, l.logFile(c), tail(l.logFile(c), lines))
+	}
+	return b.String()
 }

@@ -102,3 +102,9 @@ type Component struct {
 	// Detail is health or the reason it is not running.
 	Detail string
 }
+
+// LogQuoter is implemented by runtimes that keep their components' logs, so
+// a failed e2e run can quote what each component said last.
+type LogQuoter interface {
+	QuoteLogs(lines int) string
+}
