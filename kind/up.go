@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
 
@@ -72,7 +73,7 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 			return err
 		}
 	}
-	if err := k.p.Step("migrate existing Secrets (rewrite each unchanged)", func() error { _, err := migrate(ctx, cs); return err }); err != nil {
+	if err := k.p.Step("migrate existing Secrets (rewrite each unchanged)", func() error { _, err := migrate.Secrets(ctx, cs); return err }); err != nil {
 		return err
 	}
 	return k.p.Step("prove from etcd: every Secret starts with "+kmsPrefix(), func() error { return k.proveEncrypted(ctx) })

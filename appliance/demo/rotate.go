@@ -3,17 +3,14 @@ package demo
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/trousseau-io/trousseau/appliance/etcdproof"
+	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
@@ -72,7 +69,7 @@ func Rotate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (Rotat
 		return r, err
 	}
 	err = p.Step("storage migration: rewrite every Secret", func() error {
-		r.Migrated, err = Migrate(ctx, cs)
+		r.Migrated, err = migrate.Secrets(ctx, cs)
 		return err
 	})
 	return r, err
@@ -131,48 +128,4 @@ func WaitForWriteKeyID(ctx context.Context, rt runtime.Runtime, cs kubernetes.In
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-// Migrate rewrites every Secret unchanged. The apiserver re-encrypts an
-// object on write when it was read through a stale transformer (an older
-// key_id, or identity while KMS writes), so this moves everything onto the
-// current key. It returns how many Secrets it rewrote.
-func Migrate(ctx context.Context, cs kubernetes.Interface) (int, error) {
-	var done atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		list, err := cs.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, opts)
-		if err != nil {
-			return int(done.Load()), fmt.Errorf("list Secrets for migration: %w", err)
-		}
-		for i := range list.Items {
-			s := list.Items[i]
-			g.Go(func() error {
-				err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-					cur, err := cs.CoreV1().Secrets(s.Namespace).Get(gctx, s.Name, metav1.GetOptions{})
-					if err != nil {
-						return err
-					}
-					_, err = cs.CoreV1().Secrets(s.Namespace).Update(gctx, cur, metav1.UpdateOptions{})
-					return err
-				})
-				if apierrors.IsNotFound(err) {
-					return nil
-				}
-				if err != nil {
-					return fmt.Errorf("rewrite Secret %s/%s: %w", s.Namespace, s.Name, err)
-				}
-				done.Add(1)
-				return nil
-			})
-		}
-		if list.Continue == "" {
-			break
-		}
-		opts.Continue = list.Continue
-	}
-	err := g.Wait()
-	return int(done.Load()), err
 }

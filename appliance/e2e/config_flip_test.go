@@ -11,6 +11,7 @@ import (
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
 	"github.com/trousseau-io/trousseau/appliance/demo"
 	"github.com/trousseau-io/trousseau/appliance/etcdproof"
+	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
 
@@ -53,7 +54,7 @@ func TestFieldCase15ConfigFlipIdentityToKMSUnderLoad(t *testing.T) {
 	if got := reloads(t); got <= reloadsBefore {
 		t.Errorf("apiserver_encryption_config_controller_automatic_reloads_total{status=\"success\"} = %v, want > %v", got, reloadsBefore)
 	}
-	migrated, err := demo.Migrate(ctx, cs)
+	migrated, err := migrate.Secrets(ctx, cs)
 	if err != nil {
 		l.halt()
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trousseau-io/trousseau/appliance/demo"
 	"github.com/trousseau-io/trousseau/appliance/etcdproof"
+	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/plugin/keyid"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
@@ -142,7 +143,7 @@ func TestRotationMovesEverySecretToTheNewKeyID(t *testing.T) {
 		t.Errorf("%s has no series for the new key_id", runtime.MetricKeyIDFromStatus)
 	}
 
-	migrated, err := demo.Migrate(ctx, cs)
+	migrated, err := migrate.Secrets(ctx, cs)
 	if err != nil {
 		t.Fatal(err)
 	}

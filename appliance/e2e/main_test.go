@@ -16,6 +16,7 @@ import (
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
 	"github.com/trousseau-io/trousseau/appliance/demo"
+	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/appliance/tools"
@@ -95,7 +96,7 @@ func ensureKMS(t *testing.T) {
 	if err := demo.WaitForWriteKeyID(ctx, rt, cs, st.KeyID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := demo.Migrate(ctx, cs); err != nil {
+	if _, err := migrate.Secrets(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
 	mode = controlplane.KMSFirst
