@@ -12,8 +12,10 @@ import (
 )
 
 type metrics struct {
-	rpcDuration *prometheus.HistogramVec
-	healthy     prometheus.Gauge
+	rpcDuration      *prometheus.HistogramVec
+	healthy          prometheus.Gauge
+	decryptCoalesced prometheus.Counter
+	decryptWaiting   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,8 +30,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "trousseau_healthy",
 			Help: "1 if the last key status refresh succeeded, else 0.",
 		}),
+		decryptCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trousseau_decrypt_coalesced_total",
+			Help: "Decrypt calls answered by the provider call of an identical Decrypt already in flight, i.e. Vault requests saved.",
+		}),
+		decryptWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trousseau_decrypt_waiting",
+			Help: "Decrypt calls currently waiting on a provider call, their own or a shared one.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.rpcDuration, m.healthy} {
+	for _, c := range []prometheus.Collector{m.rpcDuration, m.healthy, m.decryptCoalesced, m.decryptWaiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

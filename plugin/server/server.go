@@ -29,8 +29,8 @@ const apiVersion = "v2"
 type Options struct {
 	Provider kms.Provider
 	Logger   *slog.Logger
-	// Registerer receives the trousseau_rpc_duration_seconds and
-	// trousseau_healthy metrics.
+	// Registerer receives the trousseau_rpc_duration_seconds,
+	// trousseau_healthy and trousseau_decrypt_* metrics.
 	Registerer prometheus.Registerer
 	// RefreshInterval is how often the key status is refreshed while healthy.
 	RefreshInterval time.Duration
@@ -46,6 +46,7 @@ type Server struct {
 	log      *slog.Logger
 	grace    time.Duration
 	status   *statusCache
+	decrypts *decryptFlights
 	grpc     *grpc.Server
 }
 
@@ -78,6 +79,7 @@ func New(opts Options) (*Server, error) {
 		log:      log,
 		grace:    opts.ShutdownGrace,
 		status:   newStatusCache(opts.Provider, opts.RefreshInterval, m.healthy, log),
+		decrypts: &decryptFlights{provider: opts.Provider, coalesced: m.decryptCoalesced, waiting: m.decryptWaiting},
 	}
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(m.interceptor(log)))
 	kmsapi.RegisterKeyManagementServiceServer(s.grpc, s)
@@ -173,7 +175,9 @@ func (s *Server) Encrypt(ctx context.Context, req *kmsapi.EncryptRequest) (*kmsa
 	return &kmsapi.EncryptResponse{Ciphertext: ct, KeyId: snap.KeyID}, nil
 }
 
-// Decrypt implements the KMS v2 Decrypt RPC.
+// Decrypt implements the KMS v2 Decrypt RPC. Identical Decrypts that overlap
+// in time share one provider call (see decryptFlights), so a cold apiserver
+// costs one Vault request per DEK seed, not one per decode worker.
 func (s *Server) Decrypt(ctx context.Context, req *kmsapi.DecryptRequest) (*kmsapi.DecryptResponse, error) {
 	name, payload, err := ciphertext.Decode(req.GetCiphertext())
 	if err != nil {
@@ -185,9 +189,7 @@ func (s *Server) Decrypt(ctx context.Context, req *kmsapi.DecryptRequest) (*kmsa
 	if req.GetKeyId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "key_id is empty")
 	}
-	pt, err := call(ctx, func(ctx context.Context) ([]byte, error) {
-		return s.provider.Decrypt(ctx, req.GetKeyId(), payload)
-	})
+	pt, err := s.decrypts.decrypt(ctx, req.GetKeyId(), payload)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
