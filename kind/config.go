@@ -57,7 +57,7 @@ func (o ConfigOptions) SocketHostDir(i int) string {
 
 func (o ConfigOptions) withDefaults() (ConfigOptions, error) {
 	if o.Name == "" {
-		o.Name = "trousseau"
+		o.Name = ClusterName
 	}
 	if o.ControlPlanes == 0 {
 		o.ControlPlanes = 1

@@ -30,7 +30,7 @@ func (k *Kind) buildAndLoadImage(ctx context.Context) error {
 	if out, err := exec.CommandContext(ctx, "docker", "save", "-o", k.imageArchive(), pluginImageRef()).CombinedOutput(); err != nil {
 		return fmt.Errorf("docker save %s: %w\n%s", pluginImageRef(), err, out)
 	}
-	all, err := k.provider.ListNodes(ClusterName)
+	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}

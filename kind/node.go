@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindexec "sigs.k8s.io/kind/pkg/exec"
 
-	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
 
@@ -24,16 +24,16 @@ import (
 // them <cluster>-control-plane, <cluster>-control-plane2, …, so node i is
 // the one that mounts SocketHostDir(i).
 func (k *Kind) controlPlanes() ([]nodes.Node, error) {
-	all, err := k.provider.ListNodes(ClusterName)
+	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
-		return nil, fmt.Errorf("list nodes of kind cluster %s: %w", ClusterName, err)
+		return nil, fmt.Errorf("list nodes of kind cluster %s: %w", k.opts.Name, err)
 	}
 	cps, err := nodeutils.ControlPlaneNodes(all)
 	if err != nil {
 		return nil, err
 	}
 	if len(cps) == 0 {
-		return nil, fmt.Errorf("kind cluster %s has no control-plane node: is it up? (`go tool mage status`)", ClusterName)
+		return nil, fmt.Errorf("kind cluster %s has no control-plane node: is it up? (`go tool mage status`)", k.opts.Name)
 	}
 	sort.Slice(cps, func(i, j int) bool {
 		a, b := cps[i].String(), cps[j].String()
@@ -122,8 +122,6 @@ func decodeEtcdctlJSON(out []byte) ([]runtime.KV, error) {
 	return kvs, nil
 }
 
-func kmsPrefix() string { return "k8s:enc:kms:v2:" + controlplane.ProviderName + ":" }
-
 // proveEncrypted fails unless every Secret in etcd carries the KMS prefix.
 // A cluster whose kubeadm patch was skipped would pass every other check.
 func (k *Kind) proveEncrypted(ctx context.Context) error {
@@ -133,7 +131,7 @@ func (k *Kind) proveEncrypted(ctx context.Context) error {
 	}
 	var plain []string
 	for _, kv := range kvs {
-		if !bytes.HasPrefix(kv.Value, []byte(kmsPrefix())) {
+		if !bytes.HasPrefix(kv.Value, []byte(etcdproof.Prefix)) {
 			plain = append(plain, kv.Key)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -41,13 +42,24 @@ const (
 	vaultPersistent = "persistent"
 )
 
-// StateDirName is the kind runtime's state under the repository root
-// (git-ignored with the rest of .trousseau/).
-const StateDirName = ".trousseau/kind"
+// stateSubdir is the kind runtime's state below the instance's state
+// directory (runtime.Options.StateDir): .trousseau/kind for the default
+// instance, .trousseau/instances/<instance>/kind for another. Neither holds
+// the other, so deleting one instance's state never touches another's.
+const stateSubdir = "kind"
+
+// ClusterName is the default instance's kind cluster; another instance's
+// is ClusterName-<instance>, so the e2e's Down never deletes the cluster
+// someone is looking at.
+const ClusterName = "trousseau"
+
+// validInstance keeps an instance a DNS label: kind's cluster names allow
+// less than a path does, and a separator or ".." would escape the state
+// directory.
+var validInstance = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
 
 // Names of what the appliance installs.
 const (
-	ClusterName     = "trousseau"
 	VaultNamespace  = "vault"
 	VaultRelease    = "vault"
 	PluginImage     = "trousseau.local/trousseau"
@@ -88,11 +100,11 @@ func New(o runtime.Options) (*Kind, error) {
 	if o.Progress == nil {
 		o.Progress = progress.Default()
 	}
-	opts := ConfigOptions{
-		Name:      ClusterName,
-		StateDir:  filepath.Join(o.RepoRoot, filepath.FromSlash(StateDirName)),
-		NodeImage: os.Getenv(EnvNodeImage),
+	opts, err := instanceConfig(o)
+	if err != nil {
+		return nil, err
 	}
+	opts.NodeImage = os.Getenv(EnvNodeImage)
 	if n := os.Getenv(EnvControlPlanes); n != "" {
 		if _, err := fmt.Sscan(n, &opts.ControlPlanes); err != nil || opts.ControlPlanes < 1 {
 			return nil, fmt.Errorf("%s=%q: want a number of control-plane nodes such as 1 or 3", EnvControlPlanes, n)
@@ -106,13 +118,6 @@ func New(o runtime.Options) (*Kind, error) {
 	default:
 		return nil, fmt.Errorf("%s=%q: use %q or %q", EnvVaultMode, vaultMode, vaultDev, vaultPersistent)
 	}
-	if !filepath.IsAbs(opts.StateDir) {
-		abs, err := filepath.Abs(opts.StateDir)
-		if err != nil {
-			return nil, err
-		}
-		opts.StateDir = abs
-	}
 	return &Kind{
 		repo:      o.RepoRoot,
 		opts:      opts,
@@ -120,6 +125,26 @@ func New(o runtime.Options) (*Kind, error) {
 		vaultMode: vaultMode,
 		provider:  cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindlog.NoopLogger{})),
 	}, nil
+}
+
+// instanceConfig keys the cluster name and the state directory on
+// o.Instance: "" is the cluster people use (`mage demo`), any other
+// instance gets its own cluster and directory.
+func instanceConfig(o runtime.Options) (ConfigOptions, error) {
+	opts := ConfigOptions{Name: ClusterName}
+	if o.Instance != "" {
+		if !validInstance.MatchString(o.Instance) {
+			return opts, fmt.Errorf("kind runtime: instance %q must be 1 to 32 lowercase letters, digits or inner dashes "+
+				"(it becomes part of the cluster name %s-<instance>): pick an instance such as \"e2e\"", o.Instance, ClusterName)
+		}
+		opts.Name = ClusterName + "-" + o.Instance
+	}
+	dir, err := filepath.Abs(filepath.Join(o.StateDir(), stateSubdir))
+	if err != nil {
+		return opts, fmt.Errorf("kind runtime: resolve the state directory under %s: %w", o.RepoRoot, err)
+	}
+	opts.StateDir = dir
+	return opts, nil
 }
 
 // engineAnswers pings the Docker engine's API (a docker CLI on PATH proves
@@ -165,7 +190,7 @@ func (k *Kind) Transit() (string, string) { return transitMount, transitKey }
 // Kubeconfig implements runtime.Runtime.
 func (k *Kind) Kubeconfig() string { return filepath.Join(k.opts.StateDir, "kubeconfig") }
 
-// StateDir is .trousseau/kind under the repository root.
+// StateDir is the instance's kind state directory (see stateSubdir).
 func (k *Kind) StateDir() string { return k.opts.StateDir }
 
 func (k *Kind) path(parts ...string) string {

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/charts"
 )
@@ -109,7 +110,7 @@ func TestDecodeEtcdctlJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kvs) != 1 || kvs[0].Key != "/registry/secrets/default/a" || !strings.HasPrefix(string(kvs[0].Value), kmsPrefix()) {
+	if len(kvs) != 1 || kvs[0].Key != "/registry/secrets/default/a" || !strings.HasPrefix(string(kvs[0].Value), etcdproof.Prefix) {
 		t.Fatalf("decoded %+v", kvs)
 	}
 	if _, err := decodeEtcdctlJSON([]byte("Error: context deadline exceeded")); err == nil {

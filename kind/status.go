@@ -20,10 +20,10 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 		return st, err
 	}
 	if !exists {
-		st.Components = append(st.Components, runtime.Component{Name: "kind cluster " + ClusterName, Detail: "not created: `go tool mage demo`"})
+		st.Components = append(st.Components, runtime.Component{Name: "kind cluster " + k.opts.Name, Detail: "not created: `go tool mage demo`"})
 		return st, nil
 	}
-	all, err := k.provider.ListNodes(ClusterName)
+	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
 		return st, err
 	}

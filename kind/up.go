@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
 	"github.com/trousseau-io/trousseau/appliance/migrate"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
@@ -28,11 +29,11 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	}
 	if !exists {
 		if err := k.p.Step(fmt.Sprintf("create kind cluster %q (%d control-plane node(s), %s), Secrets identity-only",
-			ClusterName, max(k.opts.ControlPlanes, 1), k.nodeImage()), func() error { return k.create() }); err != nil {
+			k.opts.Name, max(k.opts.ControlPlanes, 1), k.nodeImage()), func() error { return k.create() }); err != nil {
 			return err
 		}
 	} else {
-		k.p.Say("▸ kind cluster %q exists: reusing it", ClusterName)
+		k.p.Say("▸ kind cluster %q exists: reusing it", k.opts.Name)
 	}
 	if err := k.p.Step("build the plugin image and load it into the nodes", func() error { return k.buildAndLoadImage(ctx) }); err != nil {
 		return err
@@ -76,7 +77,7 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	if err := k.p.Step("migrate existing Secrets (rewrite each unchanged)", func() error { _, err := migrate.Secrets(ctx, cs); return err }); err != nil {
 		return err
 	}
-	return k.p.Step("prove from etcd: every Secret starts with "+kmsPrefix(), func() error { return k.proveEncrypted(ctx) })
+	return k.p.Step("prove from etcd: every Secret starts with "+etcdproof.Prefix, func() error { return k.proveEncrypted(ctx) })
 }
 
 func (k *Kind) nodeImage() string {
@@ -91,7 +92,7 @@ func (k *Kind) clusterExists() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("list kind clusters: %w", err)
 	}
-	return slices.Contains(names, ClusterName), nil
+	return slices.Contains(names, k.opts.Name), nil
 }
 
 // create makes the host directories the nodes mount, writes the
@@ -119,14 +120,14 @@ func (k *Kind) create() error {
 	if _, err := k.writeEncryptionConfig(controlplane.IdentityOnly); err != nil {
 		return err
 	}
-	err = k.provider.Create(ClusterName,
+	err = k.provider.Create(k.opts.Name,
 		cluster.CreateWithV1Alpha4Config(cfg),
 		cluster.CreateWithKubeconfigPath(k.Kubeconfig()),
 		cluster.CreateWithWaitForReady(3*time.Minute),
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false))
 	if err != nil {
-		return fmt.Errorf("kind create cluster %s: %w\nFix: `go tool mage down`, then retry; `docker ps -a` shows leftover nodes", ClusterName, err)
+		return fmt.Errorf("kind create cluster %s: %w\nFix: `go tool mage down`, then retry; `docker ps -a` shows leftover nodes", k.opts.Name, err)
 	}
 	return nil
 }

@@ -222,7 +222,7 @@ func (k *Kind) vaultPID(ctx context.Context) (nodeName, pid string, err error) {
 		return "", "", errors.New("the dev Vault pod is not scheduled: is the stack up?")
 	}
 	nodeName = pods.Items[0].Spec.NodeName
-	all, err := k.provider.ListNodes(ClusterName)
+	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
 		return "", "", err
 	}
@@ -249,7 +249,7 @@ func (k *Kind) signalVault(ctx context.Context, sig string) error {
 	if err != nil {
 		return err
 	}
-	all, err := k.provider.ListNodes(ClusterName)
+	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
 		return err
 	}

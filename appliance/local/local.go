@@ -24,9 +24,6 @@ func init() {
 	runtime.Register("local", func(o runtime.Options) (runtime.Runtime, error) { return New(o) })
 }
 
-// StateDirName is the state directory under the repository root (git-ignored).
-const StateDirName = ".trousseau"
-
 // Transit mount and key the local stack uses; the chart's defaults.
 const (
 	transitMount = "transit"
@@ -48,11 +45,7 @@ func New(opts runtime.Options) (*Local, error) {
 	if opts.Progress == nil {
 		opts.Progress = progress.Default()
 	}
-	dir := filepath.Join(opts.RepoRoot, StateDirName)
-	if opts.Instance != "" {
-		dir = filepath.Join(dir, "instances", opts.Instance)
-	}
-	return &Local{repo: opts.RepoRoot, dir: dir, p: opts.Progress}, nil
+	return &Local{repo: opts.RepoRoot, dir: opts.StateDir(), p: opts.Progress}, nil
 }
 
 // Name implements runtime.Runtime.

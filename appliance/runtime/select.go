@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -18,10 +19,14 @@ import (
 // EnvRuntime selects the runtime explicitly: "kind" or "local".
 const EnvRuntime = "TROUSSEAU_RUNTIME"
 
+// StateDirName is where the runtimes keep their state, under the
+// repository root (git-ignored).
+const StateDirName = ".trousseau"
+
 // Options is what every runtime constructor gets.
 type Options struct {
-	// RepoRoot is the repository checkout; the local runtime keeps its state
-	// in RepoRoot/.trousseau.
+	// RepoRoot is the repository checkout; runtimes keep their state in
+	// StateDir below it.
 	RepoRoot string
 	// Progress receives people-facing step lines.
 	Progress *progress.Printer
@@ -29,6 +34,17 @@ type Options struct {
 	// one people use (`mage demo`), "e2e" for the tests, so a test run
 	// never tears down a stack someone is looking at.
 	Instance string
+}
+
+// StateDir is the instance's state directory: RepoRoot/.trousseau for the
+// default instance, RepoRoot/.trousseau/instances/<Instance> otherwise.
+// Every runtime keys its state on it, so two instances never share files.
+func (o Options) StateDir() string {
+	dir := filepath.Join(o.RepoRoot, StateDirName)
+	if o.Instance != "" {
+		dir = filepath.Join(dir, "instances", o.Instance)
+	}
+	return dir
 }
 
 // Factory builds a runtime.
