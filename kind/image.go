@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+
+	"github.com/trousseau-io/trousseau/appliance/progress"
 )
 
 // pluginImageRef is the image the chart runs; pullPolicy Never, because
@@ -22,7 +24,7 @@ func (k *Kind) buildAndLoadImage(ctx context.Context) error {
 	build := exec.CommandContext(ctx, "docker", "build", "-t", pluginImageRef(), "--build-arg", "VERSION=kind-dev",
 		"-f", filepath.Join(k.repo, "Dockerfile"), k.repo)
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker build of the plugin image: %w\n%s\nFix: make `go build ./plugin/cmd/trousseau` pass, then retry", err, tailLines(string(out), 20))
+		return fmt.Errorf("docker build of the plugin image: %w\n%s\nFix: make `go build ./plugin/cmd/trousseau` pass, then retry", err, progress.Tail(string(out), 20))
 	}
 	if err := os.MkdirAll(filepath.Dir(k.imageArchive()), 0o755); err != nil {
 		return err
@@ -56,12 +58,4 @@ func imageID(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("inspect %s: %w", pluginImageRef(), err)
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

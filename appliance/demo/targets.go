@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
 
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
@@ -45,7 +44,7 @@ func CmdTools(ctx context.Context) error {
 		})
 		if err != nil {
 			if log.Len() > 0 {
-				fmt.Fprintf(os.Stderr, "last output of the build:\n%s\n", lastLines(log.String(), 20))
+				fmt.Fprintf(os.Stderr, "last output of the build:\n%s\n", progress.Tail(log.String(), 20))
 			}
 			return err
 		}
@@ -152,12 +151,4 @@ func selectRuntime() (runtime.Runtime, *progress.Printer, error) {
 	}
 	rt, err := runtime.Select(runtime.Options{RepoRoot: root, Progress: p})
 	return rt, p, err
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

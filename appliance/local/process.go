@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/trousseau-io/trousseau/appliance/progress"
 )
 
 // proc is one supervised process: a binary, its pid file and its log file.
@@ -143,9 +145,5 @@ func tail(path string, n int) string {
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
+	return "    " + strings.ReplaceAll(progress.Tail(string(b), n), "\n", "\n    ")
 }

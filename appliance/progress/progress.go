@@ -130,3 +130,13 @@ func isTerminal(w io.Writer) bool {
 	}
 	return fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb" && os.Getenv("CI") == ""
 }
+
+// Tail is the last n lines of a command's output or a log, for quoting in
+// a failure message: the cause is usually at the end.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

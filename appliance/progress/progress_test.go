@@ -28,3 +28,19 @@ func TestStepPrintsOutcomeAndDuration(t *testing.T) {
 		t.Error("Detail printed without verbose")
 	}
 }
+
+func TestTailQuotesTheLastLines(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc"},
+		{"a\nb\n", 5, "a\nb"},
+		{"only", 1, "only"},
+	} {
+		if got := Tail(tc.in, tc.n); got != tc.want {
+			t.Errorf("Tail(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
