@@ -203,42 +203,36 @@ const apiserverParked = "/etc/kubernetes/kube-apiserver.yaml.stopped"
 
 // StopAPIServer implements runtime.Runtime on every control-plane node.
 func (k *Kind) StopAPIServer(ctx context.Context) error {
-	cps, err := k.controlPlanes()
-	if err != nil {
-		return err
-	}
-	for _, n := range cps {
-		if _, err := run(n, "mv", apiserverManifest, apiserverParked); err != nil {
-			return fmt.Errorf("stop kube-apiserver: %w", err)
-		}
-	}
-	return waitFor(ctx, 2*time.Minute, "kube-apiserver containers to stop", func() (bool, error) {
-		for _, n := range cps {
-			id, err := containerID(n, "kube-apiserver")
-			if err != nil || id != "" {
-				return false, err
-			}
-		}
-		return true, nil
-	})
+	return k.moveAPIServerManifest(ctx, apiserverManifest, apiserverParked, false)
 }
 
 // StartAPIServer implements runtime.Runtime: the manifest goes back and the
 // kubelet starts the pod; readiness is the caller's to wait for.
 func (k *Kind) StartAPIServer(ctx context.Context) error {
+	return k.moveAPIServerManifest(ctx, apiserverParked, apiserverManifest, true)
+}
+
+// moveAPIServerManifest moves the static-pod manifest from → to on every
+// control-plane node and waits until the kubelet runs (or no longer runs)
+// a kube-apiserver container on each.
+func (k *Kind) moveAPIServerManifest(ctx context.Context, from, to string, running bool) error {
+	verb, state := "stop", "stop"
+	if running {
+		verb, state = "start", "run"
+	}
 	cps, err := k.controlPlanes()
 	if err != nil {
 		return err
 	}
 	for _, n := range cps {
-		if _, err := run(n, "mv", apiserverParked, apiserverManifest); err != nil {
-			return fmt.Errorf("start kube-apiserver: %w", err)
+		if _, err := run(n, "mv", from, to); err != nil {
+			return fmt.Errorf("%s kube-apiserver: %w", verb, err)
 		}
 	}
-	return waitFor(ctx, 2*time.Minute, "kube-apiserver containers to run", func() (bool, error) {
+	return waitFor(ctx, 2*time.Minute, "kube-apiserver containers to "+state, func() (bool, error) {
 		for _, n := range cps {
 			id, err := containerID(n, "kube-apiserver")
-			if err != nil || id == "" {
+			if err != nil || (id != "") != running {
 				return false, err
 			}
 		}
@@ -246,12 +240,15 @@ func (k *Kind) StartAPIServer(ctx context.Context) error {
 	})
 }
 
-// pluginPID is the host-namespace PID of the plugin container on the first
-// control-plane node (the one whose socket PluginStatus dials).
-func (k *Kind) pluginPID(n nodes.Node) (id, pid string, err error) {
-	id, err = containerID(n, pluginContainer)
-	if err != nil || id == "" {
-		return "", "", fmt.Errorf("no running plugin container on %s: %v", n, err)
+// containerPID is the host-namespace PID of the running container of that
+// name in the node, with the container's ID.
+func containerPID(n nodes.Node, name string) (id, pid string, err error) {
+	id, err = containerID(n, name)
+	if err != nil {
+		return "", "", err
+	}
+	if id == "" {
+		return "", "", fmt.Errorf("no running %s container on %s: is the stack up? (`go tool mage status`)", name, n)
 	}
 	out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.info.pid}}", id)
 	if err != nil {
@@ -269,7 +266,7 @@ func (k *Kind) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	id, pid, err := k.pluginPID(n)
+	id, pid, err := containerPID(n, pluginContainer)
 	if err != nil {
 		return err
 	}

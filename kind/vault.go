@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 
 	"github.com/trousseau-io/trousseau/charts"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
@@ -208,36 +209,30 @@ func (k *Kind) bootstrapVault(ctx context.Context) error {
 	return nil
 }
 
-// vaultContainer finds the dev Vault's node and container.
-func (k *Kind) vaultPID(ctx context.Context) (nodeName, pid string, err error) {
+// vaultNode is the kind node the dev Vault pod runs on.
+func (k *Kind) vaultNode(ctx context.Context) (nodes.Node, error) {
 	cs, err := clientset(k)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	pods, err := cs.CoreV1().Pods(VaultNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + VaultRelease})
 	if err != nil {
-		return "", "", fmt.Errorf("find the dev Vault pod: %w", err)
+		return nil, fmt.Errorf("find the dev Vault pod: %w", err)
 	}
 	if len(pods.Items) == 0 || pods.Items[0].Spec.NodeName == "" {
-		return "", "", errors.New("the dev Vault pod is not scheduled: is the stack up?")
+		return nil, errors.New("the dev Vault pod is not scheduled: is the stack up? (`go tool mage status`)")
 	}
-	nodeName = pods.Items[0].Spec.NodeName
+	nodeName := pods.Items[0].Spec.NodeName
 	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
-		return "", "", err
+		return nil, fmt.Errorf("list nodes of kind cluster %s: %w", k.opts.Name, err)
 	}
 	for _, n := range all {
-		if n.String() != nodeName {
-			continue
+		if n.String() == nodeName {
+			return n, nil
 		}
-		id, err := containerID(n, "vault")
-		if err != nil || id == "" {
-			return "", "", fmt.Errorf("no running vault container on %s: %v", n, err)
-		}
-		out, err := run(n, "crictl", "inspect", "--output", "go-template", "--template", "{{.info.pid}}", id)
-		return nodeName, strings.TrimSpace(out), err
 	}
-	return "", "", fmt.Errorf("node %s of the dev Vault pod is not a kind node", nodeName)
+	return nil, fmt.Errorf("node %s of the dev Vault pod is not a node of kind cluster %s", nodeName, k.opts.Name)
 }
 
 // signalVault stops or continues the Vault process. SIGSTOP keeps its
@@ -245,20 +240,15 @@ func (k *Kind) vaultPID(ctx context.Context) (nodeName, pid string, err error) {
 // with a network partition. The chart has no liveness probe in dev mode, so
 // the kubelet does not restart it meanwhile.
 func (k *Kind) signalVault(ctx context.Context, sig string) error {
-	nodeName, pid, err := k.vaultPID(ctx)
+	n, err := k.vaultNode(ctx)
 	if err != nil {
 		return err
 	}
-	all, err := k.provider.ListNodes(k.opts.Name)
+	_, pid, err := containerPID(n, "vault")
 	if err != nil {
 		return err
 	}
-	for _, n := range all {
-		if n.String() == nodeName {
-			return killIn(n, sig, pid)
-		}
-	}
-	return fmt.Errorf("node %s not found", nodeName)
+	return killIn(n, sig, pid)
 }
 
 // PauseVault implements runtime.Runtime.
