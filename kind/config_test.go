@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	yamlv3 "go.yaml.in/yaml/v3"
-	appsv1 "k8s.io/api/apps/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
@@ -227,14 +226,7 @@ func TestSocketPathAgreesAcrossEncryptionConfigChartAndPlugin(t *testing.T) {
 	}
 	endpoint := strings.TrimPrefix(ec.Resources[0].Providers[0].KMS.Endpoint, "unix://")
 
-	out, err := charts.Render(charts.Trousseau, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict([]byte(out["trousseau/templates/daemonset.yaml"]), &ds); err != nil {
-		t.Fatal(err)
-	}
+	ds := renderDaemonSet(t, nil)
 	var hostDir string
 	for _, v := range ds.Spec.Template.Spec.Volumes {
 		if v.Name == "socket-dir" && v.HostPath != nil {

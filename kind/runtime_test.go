@@ -74,14 +74,7 @@ func TestMissingDockerFailsFastAndPointsAtLocal(t *testing.T) {
 // installs with, through the charts' schemas, and checks what the flow
 // relies on.
 func TestApplianceValuesPassTheCharts(t *testing.T) {
-	out, err := charts.Render(charts.Trousseau, pluginValues("sha256:0123", 1001, 127))
-	if err != nil {
-		t.Fatalf("kind plugin values: %v", err)
-	}
-	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict([]byte(out["trousseau/templates/daemonset.yaml"]), &ds); err != nil {
-		t.Fatal(err)
-	}
+	ds := renderDaemonSet(t, pluginValues("sha256:0123", 1001, 127))
 	c := ds.Spec.Template.Spec.Containers[0]
 	if c.Image != pluginImageRef() || c.ImagePullPolicy != "Never" || c.Ports[0].ContainerPort != opsPort {
 		t.Fatalf("DaemonSet image %s (%s), ops port %d: want %s, Never, %d", c.Image, c.ImagePullPolicy, c.Ports[0].ContainerPort, pluginImageRef(), opsPort)
@@ -102,6 +95,21 @@ func TestApplianceValuesPassTheCharts(t *testing.T) {
 	if !strings.Contains(svc, "name: "+VaultRelease+"\n") || !strings.Contains(vaultInClusterAddr, VaultRelease+"."+VaultNamespace+".svc:8200") {
 		t.Fatalf("the plugin's Vault address %s does not match the vault-dev Service:\n%s", vaultInClusterAddr, svc)
 	}
+}
+
+// renderDaemonSet renders charts/trousseau with values through its schema
+// and returns the plugin DaemonSet.
+func renderDaemonSet(t *testing.T, values map[string]any) appsv1.DaemonSet {
+	t.Helper()
+	out, err := charts.Render(charts.Trousseau, values)
+	if err != nil {
+		t.Fatalf("render charts/trousseau with %v: %v", values, err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict([]byte(out["trousseau/templates/daemonset.yaml"]), &ds); err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }
 
 func TestDecodeEtcdctlJSON(t *testing.T) {

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-
-	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/trousseau-io/trousseau/appliance/tools"
@@ -38,6 +36,19 @@ type persistentVault struct {
 	dir  string
 	addr string
 	cmd  *exec.Cmd
+}
+
+// startPersistentVault runs one in a fresh directory until the test ends.
+func startPersistentVault(t *testing.T) *persistentVault {
+	t.Helper()
+	bin, err := tools.Vault.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &persistentVault{t: t, bin: bin, dir: t.TempDir(), addr: freeLoopbackAddr(t)}
+	v.start()
+	t.Cleanup(v.stop)
+	return v
 }
 
 func (v *persistentVault) start() {
@@ -112,14 +123,8 @@ func freeLoopbackAddr(t *testing.T) string {
 // once, keep the material on the host (0600), unseal after a restart, and
 // the Transit key written before the restart is still there.
 func TestPersistentVaultSurvivesRestartWithHostUnsealMaterial(t *testing.T) {
-	bin, err := tools.Vault.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	v := &persistentVault{t: t, bin: bin, dir: dir, addr: freeLoopbackAddr(t)}
-	v.start()
-	defer v.stop()
+	v := startPersistentVault(t)
+	dir := v.dir
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	initFile := filepath.Join(dir, "state", "init.json")
@@ -179,14 +184,8 @@ func TestPersistentVaultSurvivesRestartWithHostUnsealMaterial(t *testing.T) {
 // real Vault, proving the Vault client keeps the prefix on every request
 // and the appliance's init/unseal and root client work over it.
 func TestVaultRootGoesThroughTheAPIServerServiceProxy(t *testing.T) {
-	bin, err := tools.Vault.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	v := &persistentVault{t: t, bin: bin, dir: dir, addr: freeLoopbackAddr(t)}
-	v.start()
-	defer v.stop()
+	v := startPersistentVault(t)
+	dir := v.dir
 
 	k := &Kind{opts: ConfigOptions{StateDir: filepath.Join(dir, "kind")}, vaultMode: vaultPersistent}
 	proxied := fakeAPIServerProxyingVault(t, k, v.addr)
@@ -296,14 +295,7 @@ func TestBootstrapVaultMatchesTheChartsKubernetesAuth(t *testing.T) {
 	if err != nil || role == nil {
 		t.Fatalf("the chart logs in with role %s at mount %s, which bootstrap did not create: %v", ka.Role, ka.Mount, err)
 	}
-	out, err := charts.Render(charts.Trousseau, pluginValues("sha256:x", 1000, 1000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict([]byte(out["trousseau/templates/daemonset.yaml"]), &ds); err != nil {
-		t.Fatal(err)
-	}
+	ds := renderDaemonSet(t, pluginValues("sha256:x", 1000, 1000))
 	var audience string
 	for _, vol := range ds.Spec.Template.Spec.Volumes {
 		if vol.Projected != nil && vol.Projected.Sources[0].ServiceAccountToken != nil {
