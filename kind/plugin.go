@@ -14,9 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/charts"
 )
 
@@ -79,8 +77,6 @@ func daemonSetReady(ds *appsv1.DaemonSet) bool {
 		s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.ObservedGeneration >= ds.Generation
 }
 
-func clientset(k *Kind) (*kubernetes.Clientset, error) { return runtime.Clientset(k) }
-
 // PluginOps implements runtime.Runtime: a loopback HTTP proxy, started once
 // per process, to the ops port of the plugin pod on the first control-plane
 // node, through the apiserver's pod proxy. It resolves the pod per request,
@@ -98,7 +94,7 @@ func (k *Kind) PluginOps() string {
 }
 
 func (k *Kind) startOpsProxy() (string, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	rc, err := k.restConfig()
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
@@ -192,6 +194,15 @@ func (k *Kind) Kubeconfig() string { return filepath.Join(k.opts.StateDir, "kube
 
 // StateDir is the instance's kind state directory (see stateSubdir).
 func (k *Kind) StateDir() string { return k.opts.StateDir }
+
+// restConfig is the client config of the admin kubeconfig Up wrote.
+func (k *Kind) restConfig() (*rest.Config, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w (is the stack up? `go tool mage status`)", k.Kubeconfig(), err)
+	}
+	return rc, nil
+}
 
 func (k *Kind) path(parts ...string) string {
 	return filepath.Join(append([]string{k.opts.StateDir}, parts...)...)

@@ -30,7 +30,7 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 	for _, n := range all {
 		st.Components = append(st.Components, runtime.Component{Name: "node", ID: n.String(), Running: true})
 	}
-	cs, err := clientset(k)
+	cs, err := runtime.Clientset(k)
 	if err != nil {
 		return st, err
 	}

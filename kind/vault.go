@@ -18,9 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 
+	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/charts"
 	vaultdev "github.com/trousseau-io/trousseau/vault-dev"
 )
@@ -55,7 +55,7 @@ func (k *Kind) installVault(ctx context.Context, cs kubernetes.Interface) error 
 		if err != nil {
 			return err
 		}
-		return writePrivateFile(k.rootTokenFile(), token)
+		return writePrivateFile(k.rootTokenFile(), []byte(token+"\n"))
 	}
 	if err := k.ensureRootToken(ctx, cs); err != nil {
 		return err
@@ -87,7 +87,7 @@ func (k *Kind) ensureRootToken(ctx context.Context, cs kubernetes.Interface) err
 		return err
 	}
 	token := "hvs.dev-" + hex.EncodeToString(b)
-	if err := writePrivateFile(k.rootTokenFile(), token); err != nil {
+	if err := writePrivateFile(k.rootTokenFile(), []byte(token+"\n")); err != nil {
 		return err
 	}
 	secret := &corev1.Secret{
@@ -118,9 +118,9 @@ func (k *Kind) VaultRoot(context.Context) (*vaultapi.Client, error) {
 // admin kubeconfig, so nothing needs a port-forward or a host port. It
 // carries no token.
 func (k *Kind) vaultClient() (*vaultapi.Client, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	rc, err := k.restConfig()
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig %s: %w", k.Kubeconfig(), err)
+		return nil, err
 	}
 	tr, err := rest.TransportFor(rc)
 	if err != nil {
@@ -139,13 +139,22 @@ func (k *Kind) vaultClient() (*vaultapi.Client, error) {
 	return c, nil
 }
 
-// writePrivateFile writes a one-line secret with mode 0600.
-func writePrivateFile(path, value string) error {
+// writePrivateFile writes secret material with mode 0600, atomically: a
+// reader never sees half a token, and an existing file with a looser mode
+// is replaced rather than written through (os.WriteFile keeps its mode).
+func writePrivateFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	return nil
 }
@@ -184,9 +193,9 @@ func (k *Kind) bootstrapVault(ctx context.Context) error {
 	// Vault reviews tokens with its own ServiceAccount token (the vault-dev
 	// chart binds it to system:auth-delegator). The cluster CA comes from the
 	// admin kubeconfig, the CA kube-apiserver serves with.
-	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig())
+	rc, err := k.restConfig()
 	if err != nil {
-		return fmt.Errorf("load kubeconfig %s: %w", k.Kubeconfig(), err)
+		return err
 	}
 	if len(rc.CAData) == 0 {
 		return fmt.Errorf("kubeconfig %s carries no certificate-authority-data for Vault's Kubernetes auth", k.Kubeconfig())
@@ -211,7 +220,7 @@ func (k *Kind) bootstrapVault(ctx context.Context) error {
 
 // vaultNode is the kind node the dev Vault pod runs on.
 func (k *Kind) vaultNode(ctx context.Context) (nodes.Node, error) {
-	cs, err := clientset(k)
+	cs, err := runtime.Clientset(k)
 	if err != nil {
 		return nil, err
 	}

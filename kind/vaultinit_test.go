@@ -199,7 +199,7 @@ func TestVaultRootGoesThroughTheAPIServerServiceProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writePrivateFile(k.rootTokenFile(), token); err != nil {
+	if err := writePrivateFile(k.rootTokenFile(), []byte(token)); err != nil {
 		t.Fatal(err)
 	}
 	root, err := k.VaultRoot(ctx)
@@ -270,7 +270,7 @@ func TestBootstrapVaultMatchesTheChartsKubernetesAuth(t *testing.T) {
 	defer srv.Stop()
 	k := &Kind{opts: ConfigOptions{StateDir: filepath.Join(dir, "kind")}, vaultMode: vaultDev}
 	fakeAPIServerProxyingVault(t, k, srv.Addr)
-	if err := writePrivateFile(k.rootTokenFile(), srv.RootClient().Token()); err != nil {
+	if err := writePrivateFile(k.rootTokenFile(), []byte(srv.RootClient().Token())); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -321,5 +321,28 @@ func TestBootstrapVaultMatchesTheChartsKubernetesAuth(t *testing.T) {
 	}
 	if err != nil || !strings.Contains(policy, transitMount+"/encrypt/"+transitKey) || grantsCreate {
 		t.Fatalf("policy trousseau is not the least-privilege Transit policy for %s/%s: %v\n%s", transitMount, transitKey, err, policy)
+	}
+}
+
+// TestPrivateFileIsReplacedWithMode0600: a root token written over an
+// existing world-readable file ends up 0600, with the new content.
+func TestPrivateFileIsReplacedWithMode0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vault", "root-token")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePrivateFile(path, []byte("new\n")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || string(b) != "new\n" || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %q (%v), mode %v; want \"new\\n\", 0600", path, b, err, fi.Mode().Perm())
 	}
 }
