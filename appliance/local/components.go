@@ -17,6 +17,7 @@ import (
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
 	"github.com/trousseau-io/trousseau/appliance/pki"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/appliance/tools"
 	"github.com/trousseau-io/trousseau/charts"
 )
@@ -38,8 +39,9 @@ var startupTimeout = map[string]time.Duration{
 // waitHealthy polls check until it succeeds, the process dies or the
 // timeout passes. On failure the message quotes the component's last log
 // lines and names a port clash when the log shows one.
-func (l *Local) waitHealthy(ctx context.Context, name, bin string, check func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, startupTimeout[name])
+func (l *Local) waitHealthy(parent context.Context, name, bin string, check func(context.Context) error) error {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(parent, startupTimeout[name])
 	defer cancel()
 	var last error
 	for {
@@ -54,7 +56,9 @@ func (l *Local) waitHealthy(ctx context.Context, name, bin string, check func(co
 		}
 		select {
 		case <-ctx.Done():
-			return l.startFailure(name, fmt.Sprintf("not healthy within %s", startupTimeout[name]), last)
+			return runtime.WaitEnded(parent, "waiting for "+name+" to become healthy", started, func(waited time.Duration) error {
+				return l.startFailure(name, fmt.Sprintf("not healthy within %s", waited), last)
+			})
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -62,10 +66,12 @@ func (l *Local) waitHealthy(ctx context.Context, name, bin string, check func(co
 
 func (l *Local) startFailure(name, what string, last error) error {
 	log := tail(l.logFile(name), 12)
-	fix := "see the log above; `go tool mage down` then retry, and add -v for details"
+	// Never advise `mage down` here: it would discard the dev Vault and with
+	// it every Secret, while a re-run restarts only what is missing.
+	fix := "fix what the log above names, then run `go tool mage demo` again: it restarts only what is missing (add -v for details)"
 	if strings.Contains(log, "address already in use") {
-		fix = "another process took the port between our probe and the bind (a port clash): run `go tool mage down` and retry; " +
-			"nothing here uses fixed ports, so a retry picks new ones"
+		fix = "another process took the port between our probe and the bind (a port clash): run `go tool mage demo` again; " +
+			"nothing here uses fixed ports, so a retry picks a new free one"
 	}
 	return fmt.Errorf("%s %s (last check: %v).\nLast lines of %s:\n%s\nFix: %s", name, what, last, l.logFile(name), log, fix)
 }

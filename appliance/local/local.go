@@ -22,6 +22,21 @@ import (
 
 func init() {
 	runtime.Register("local", func(o runtime.Options) (runtime.Runtime, error) { return New(o) })
+	runtime.RegisterStateCheck("local", hasState)
+}
+
+// hasState reports whether a local stack, running or crashed, left its
+// state in the instance's directory: the state file or a pid file.
+func hasState(o runtime.Options) bool {
+	l, err := New(o)
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(l.stateFile()); err == nil {
+		return true
+	}
+	pids, _ := filepath.Glob(l.pidFile("*"))
+	return len(pids) > 0
 }
 
 // Transit mount and key the local stack uses; the chart's defaults.
@@ -68,6 +83,12 @@ func (l *Local) logFile(name string) string {
 	}
 	return l.path("logs", name+".log")
 }
+// logsWhere tells a person where the logs are: vaultdev keeps Vault's next
+// to its credentials, the others share one directory.
+func (l *Local) logsWhere() string {
+	return l.path("logs") + "/ (etcd, trousseau, kube-apiserver) and " + l.vaultLog()
+}
+
 func (l *Local) pkiDir() string        { return l.path("pki") }
 func (l *Local) encryptionDir() string { return l.path("encryption") }
 func (l *Local) vaultDir() string      { return l.path("vault") }

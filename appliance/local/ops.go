@@ -21,7 +21,7 @@ func (l *Local) Status(ctx context.Context) (runtime.Status, error) {
 	if err != nil {
 		return runtime.Status{}, err
 	}
-	st := runtime.Status{Runtime: l.Name(), Kubeconfig: l.Kubeconfig()}
+	st := runtime.Status{Runtime: l.Name(), Kubeconfig: l.Kubeconfig(), Logs: l.logsWhere()}
 	addr := map[string]string{
 		etcdName: s.etcdEndpoint(), vaultName: s.VaultAddr,
 		pluginName: l.socketPath() + " (ops http://" + s.opsAddr() + ")", apiserverName: s.apiserverURL(),
@@ -35,25 +35,30 @@ func (l *Local) Status(ctx context.Context) (runtime.Status, error) {
 		if pid == 0 {
 			comp.Detail = "not running"
 			if old := readPID(l.pidFile(c)); old != 0 {
-				comp.Detail = fmt.Sprintf("not running (stale pid file names pid %d: run `go tool mage down`)", old)
+				comp.Detail = fmt.Sprintf("stopped (pid %d is gone; log %s)", old, l.logFile(c))
 			}
 			st.Components = append(st.Components, comp)
 			continue
 		}
 		comp.Running, comp.ID = true, strconv.Itoa(pid)
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		var health error
 		switch c {
 		case pluginName:
-			comp.Detail = healthWord(httpOK(cctx, http.DefaultClient, "http://"+s.opsAddr()+"/readyz"))
+			health = httpOK(cctx, http.DefaultClient, "http://"+s.opsAddr()+"/readyz")
+		case apiserverName:
+			health = l.apiserverReady(cctx, s)
+		case etcdName:
+			health = httpOK(cctx, http.DefaultClient, s.etcdEndpoint()+"/health")
+		case vaultName:
+			health = httpOK(cctx, http.DefaultClient, s.VaultAddr+"/v1/sys/health")
+		}
+		comp.Unhealthy = health != nil
+		comp.Detail = healthWord(health)
+		if c == pluginName {
 			if ps, err := l.PluginStatus(cctx); err == nil {
 				comp.Detail += ", key_id " + ps.KeyID
 			}
-		case apiserverName:
-			comp.Detail = healthWord(l.apiserverReady(cctx, s))
-		case etcdName:
-			comp.Detail = healthWord(httpOK(cctx, http.DefaultClient, s.etcdEndpoint()+"/health"))
-		case vaultName:
-			comp.Detail = healthWord(httpOK(cctx, http.DefaultClient, s.VaultAddr+"/v1/sys/health"))
 		}
 		cancel()
 		st.Components = append(st.Components, comp)
@@ -175,8 +180,9 @@ func (l *Local) requireRunning(name string) error {
 		return nil
 	}
 	if readPID(l.pidFile(name)) != 0 {
-		return fmt.Errorf("%s of the local stack has stopped (its pid file is stale; log: %s). "+
-			"Fix: `go tool mage demo` restarts what is missing, or `go tool mage down` resets the stack", name, l.logFile(name))
+		return fmt.Errorf("%s of the local stack has stopped (log: %s). "+
+			"Fix: `go tool mage demo` restarts only what is missing and keeps your Secrets "+
+			"(`go tool mage down` would discard everything, Secrets included)", name, l.logFile(name))
 	}
 	return fmt.Errorf("%s is not running: the local stack is down. Fix: start it with `go tool mage demo`", name)
 }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
 
 func TestStartedProcessRunsInItsOwnSessionAndStopsByPID(t *testing.T) {
@@ -74,5 +77,30 @@ func TestPreflightNamesTheFixForMissingTools(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("preflight error %q does not mention %q", err, want)
 		}
+	}
+}
+
+func TestWaitHealthyReportsACancelAsInterruptedNotAsATimeout(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newTestLocal(t)
+	pid, err := start(proc{name: etcdName, bin: sleep, args: []string{"300"}, pidFile: l.pidFile(etcdName), logFile: l.logFile(etcdName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	ctx, cancel := context.WithCancel(context.Background())
+	checks := 0
+	err = l.waitHealthy(ctx, etcdName, sleep, func(context.Context) error {
+		// The person presses Ctrl-C while the component is still starting.
+		if checks++; checks == 2 {
+			cancel()
+		}
+		return errors.New("connection refused")
+	})
+	if !errors.Is(err, runtime.ErrInterrupted) || strings.Contains(err.Error(), "within") {
+		t.Fatalf("waitHealthy after a cancel: %v, want an interruption, not a timeout", err)
 	}
 }

@@ -63,7 +63,7 @@ func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
 			return l.SetEncryptionMode(ctx, mode)
 		}
 	}
-	s, live, err := l.prepare(live)
+	s, live, err := l.prepare(ctx, live)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (l *Local) Up(ctx context.Context, mode controlplane.Mode) error {
 // what must start. A dead Vault means the Secrets in etcd were encrypted
 // under keys that no longer exist, so everything but the PKI is discarded,
 // and the person is told why.
-func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
+func (l *Local) prepare(ctx context.Context, live map[string]int) (state, map[string]int, error) {
 	s, err := l.loadState()
 	if err != nil {
 		return s, live, err
@@ -143,10 +143,14 @@ func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 	}
 	if live[vaultName] == 0 {
 		if leftovers := l.leftovers(); leftovers != "" {
-			l.p.Say("▸ found state from an earlier run that did not stop cleanly (%s).\n"+
-				"  Its dev Vault kept the Transit key in memory and is gone, so the Secrets in that etcd can never be\n"+
-				"  decrypted again: stopping the leftovers and starting fresh (the local CA is kept).", leftovers)
-			if err := l.Down(context.Background()); err != nil {
+			secrets := -1
+			if live[etcdName] != 0 {
+				if kvs, err := l.EtcdList(ctx, "/registry/secrets/"); err == nil {
+					secrets = len(kvs)
+				}
+			}
+			l.p.Say("%s", discardNotice(leftovers, l.path("etcd"), secrets))
+			if err := l.Down(ctx); err != nil {
 				return s, live, err
 			}
 			live = map[string]int{}
@@ -159,7 +163,7 @@ func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 				missing = append(missing, c)
 			}
 		}
-		l.p.Say("▸ the dev Vault still runs but %s stopped: restarting only those", strings.Join(missing, ", "))
+		l.p.Say("%s", restartNotice(missing))
 	}
 	ports := []struct {
 		port      *int
@@ -185,6 +189,39 @@ func (l *Local) prepare(live map[string]int) (state, map[string]int, error) {
 		}
 	}
 	return s, live, l.saveState(s)
+}
+
+// discardNotice is the loud announcement that a re-run throws away the
+// Secrets of a crashed stack. It does not ask (CI runs this unattended), so
+// it must be impossible to miss and say why nothing else is possible and
+// how to avoid it. secrets < 0 means they could not be counted.
+func discardNotice(leftovers, etcdDir string, secrets int) string {
+	what := "every Secret in the old etcd (not counted: etcd is not running)"
+	if secrets >= 0 {
+		what = fmt.Sprintf("%d Secrets in the old etcd", secrets)
+	}
+	bar := strings.Repeat("!", 100)
+	return strings.Join([]string{
+		bar,
+		"!! DISCARDING " + what + " (" + etcdDir + ").",
+		"!! Why: the dev Vault of the earlier run is gone, and a dev Vault keeps its Transit key only in memory:",
+		"!!      the key that encrypted those Secrets died with it, so they can never be decrypted again.",
+		"!! Found: " + leftovers + ".",
+		"!! Kept: the local CA and the logs. Starting a fresh stack.",
+		"!! To keep Secrets across Vault restarts, use a persistent Vault: the kind runtime with",
+		"!!      TROUSSEAU_KIND_VAULT_MODE=persistent, or in a cluster the chart values vault.address and auth.*.",
+		bar,
+	}, "\n")
+}
+
+// restartNotice says what a re-run restarts, by name, when the dev Vault
+// (and so every key) survived.
+func restartNotice(missing []string) string {
+	names := strings.Join(missing, ", ")
+	if n := len(missing); n > 1 {
+		names = strings.Join(missing[:n-1], ", ") + " and " + missing[n-1]
+	}
+	return "▸ restarting only " + names + " (stopped); the dev Vault still runs, so its keys and your Secrets are intact"
 }
 
 // leftovers describes what an earlier run left behind, or "" for nothing.

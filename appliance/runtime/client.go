@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -15,10 +18,16 @@ import (
 )
 
 // Clientset is an admin client for the runtime's apiserver.
+// The runtime writes the kubeconfig when the stack starts and removes it on
+// down, so a missing file means the stack is not running.
 func Clientset(r Runtime) (*kubernetes.Clientset, error) {
+	if _, err := os.Stat(r.Kubeconfig()); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("the %s stack is not running (there is no kubeconfig at %s): start it with `go tool mage demo`",
+			r.Name(), r.Kubeconfig())
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", r.Kubeconfig())
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig %s: %w (is the stack up? `go tool mage status`)", r.Kubeconfig(), err)
+		return nil, fmt.Errorf("load kubeconfig %s: %w. Fix: `go tool mage demo` rewrites it", r.Kubeconfig(), err)
 	}
 	// Migrations and load tests issue many requests; the default 5 QPS
 	// would make them crawl.

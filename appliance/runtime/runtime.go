@@ -89,6 +89,9 @@ type Status struct {
 	Components []Component
 	// Kubeconfig is the path to use with kubectl.
 	Kubeconfig string
+	// Logs says where the components' logs are on this host, for a
+	// person; empty when the runtime keeps none there.
+	Logs string
 }
 
 // Component is one running part of the stack.
@@ -99,9 +102,16 @@ type Component struct {
 	ID string
 	// Address is where it listens.
 	Address string
+	// Unhealthy is set when the component runs but fails its health
+	// check; Detail says why. A runtime that cannot tell leaves it false.
+	Unhealthy bool
 	// Detail is health or the reason it is not running.
 	Detail string
 }
+
+// OK is true when the component runs and passes its health check: the only
+// state status may mark as good.
+func (c Component) OK() bool { return c.Running && !c.Unhealthy }
 
 // LogQuoter is implemented by runtimes that keep their components' logs, so
 // a failed e2e run can quote what each component said last.

@@ -50,9 +50,15 @@ func (o Options) StateDir() string {
 // Factory builds a runtime.
 type Factory func(Options) (Runtime, error)
 
+// StateCheck reports whether a runtime finds a stack of its own (running or
+// crashed) in the instance's state directory, without starting or probing
+// anything.
+type StateCheck func(Options) bool
+
 var (
 	mu        sync.Mutex
 	factories = map[string]Factory{}
+	checks    = map[string]StateCheck{}
 )
 
 // Register makes a runtime selectable by name. Runtimes call it from init,
@@ -61,6 +67,30 @@ func Register(name string, f Factory) {
 	mu.Lock()
 	defer mu.Unlock()
 	factories[name] = f
+}
+
+// RegisterStateCheck lets Select find the runtime whose stack already
+// exists, so status, down, audit and rotate address that stack rather than
+// whatever a fresh Docker probe would pick.
+func RegisterStateCheck(name string, c StateCheck) {
+	mu.Lock()
+	defer mu.Unlock()
+	checks[name] = c
+}
+
+// withState names the runtimes that find a stack of theirs in opts' state
+// directory.
+func withState(opts Options) []string {
+	mu.Lock()
+	defer mu.Unlock()
+	var names []string
+	for n, c := range checks {
+		if c(opts) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func registered() []string {
@@ -74,13 +104,20 @@ func registered() []string {
 	return names
 }
 
-// Select picks the runtime: TROUSSEAU_RUNTIME if set, else kind when a
-// Docker engine answers and local otherwise. It prints the choice and why,
-// because the two runtimes behave differently enough that a person should
-// never have to guess.
+// Select picks the runtime: TROUSSEAU_RUNTIME if set; else the runtime
+// whose stack already exists in the state directory; else kind when a
+// Docker engine answers and local otherwise. It prints the choice in one
+// short line (the full reason with mage -v), because the two runtimes
+// behave differently enough that a person should never have to guess.
 func Select(opts Options) (Runtime, error) {
-	name, why := choose(os.Getenv(EnvRuntime), dockerPing)
-	if name == "kind" && os.Getenv(EnvRuntime) == "kind" {
+	if opts.Progress == nil {
+		opts.Progress = progress.Default()
+	}
+	c, err := choose(os.Getenv(EnvRuntime), withState(opts), opts.StateDir(), dockerPing)
+	if err != nil {
+		return nil, err
+	}
+	if c.name == "kind" && c.forced {
 		if err := dockerPing(); err != nil {
 			return nil, fmt.Errorf("%s=kind, but no Docker engine answered (%v). kind runs the cluster in Docker containers, "+
 				"so it needs a running engine: start Docker (or fix DOCKER_HOST), or unset %s to use the local runtime, "+
@@ -88,32 +125,46 @@ func Select(opts Options) (Runtime, error) {
 		}
 	}
 	mu.Lock()
-	f := factories[name]
+	f := factories[c.name]
 	mu.Unlock()
 	if f == nil {
-		return nil, fmt.Errorf("runtime %q (%s) is not available in this build; available: %s. "+
-			"Set %s to one of those", name, why, strings.Join(registered(), ", "), EnvRuntime)
+		return nil, fmt.Errorf("the %s runtime is not compiled into this binary (available: %s): "+
+			"import its package, or set %s to one of those", c.name, strings.Join(registered(), ", "), EnvRuntime)
 	}
-	if opts.Progress == nil {
-		opts.Progress = progress.Default()
+	opts.Progress.Say("runtime: %s (%s)", c.name, c.why)
+	if c.detail != "" {
+		opts.Progress.Detail("%s", c.detail)
 	}
-	opts.Progress.Say("runtime: %s (%s)", name, why)
 	return f(opts)
 }
 
+// choice is a selected runtime: why in a few words for everyone, detail
+// (the probe's own error, how to override) for mage -v.
+type choice struct {
+	name, why, detail string
+	forced            bool
+}
+
 // choose is the selection rule, separated from the environment for tests.
-func choose(env string, ping func() error) (name, why string) {
-	switch env {
-	case "kind", "local":
-		return env, EnvRuntime + "=" + env
-	case "":
-	default:
-		return env, EnvRuntime + "=" + env + " is not kind or local"
+// existing names the runtimes that found a stack of theirs in stateDir.
+func choose(env string, existing []string, stateDir string, ping func() error) (choice, error) {
+	if env != "" {
+		name := strings.ToLower(strings.TrimSpace(env))
+		if name != "kind" && name != "local" {
+			return choice{}, fmt.Errorf("%s=%s: unknown runtime; use kind or local", EnvRuntime, env)
+		}
+		return choice{name: name, why: EnvRuntime + "=" + env, forced: true}, nil
+	}
+	if len(existing) == 1 {
+		return choice{name: existing[0], why: "its stack's state is in " + stateDir,
+			detail: "set " + EnvRuntime + " to address another runtime's stack"}, nil
 	}
 	if err := ping(); err != nil {
-		return "local", "no Docker engine answered (" + err.Error() + "); set " + EnvRuntime + "=kind to force kind"
+		return choice{name: "local", why: "no Docker engine",
+			detail: "no Docker engine answered (" + err.Error() + "); set " + EnvRuntime + "=kind to force kind"}, nil
 	}
-	return "kind", "a Docker engine answered on " + dockerSocket() + "; set " + EnvRuntime + "=local to run processes instead"
+	return choice{name: "kind", why: "a Docker engine answered",
+		detail: "the engine answered on " + dockerSocket() + "; set " + EnvRuntime + "=local to run processes instead"}, nil
 }
 
 // dockerSocket is the engine's unix socket from DOCKER_HOST, or the default.
