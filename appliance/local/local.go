@@ -83,6 +83,7 @@ func (l *Local) logFile(name string) string {
 	}
 	return l.path("logs", name+".log")
 }
+
 // logsWhere tells a person where the logs are: vaultdev keeps Vault's next
 // to its credentials, the others share one directory.
 func (l *Local) logsWhere() string {
