@@ -176,7 +176,15 @@ func TestLoadErrorsNameTheSource(t *testing.T) {
 	}{
 		{name: "unknown key", file: "socket: {path: /a.sock, moed: \"0600\"}\n", wantErr: `unknown field "socket.moed"`},
 		{name: "unknown provider", file: "provider: {awskms: {}}\n", wantErr: `unknown field "provider.awskms"`},
-		{name: "bad duration in file", file: "status: {refreshInterval: 20}\n", wantErr: "duration must be a quoted string"},
+		{name: "unquoted number as duration", file: "status: {refreshInterval: 20}\n", wantErr: `status.refreshInterval: must be a duration string such as "20s", got a number`},
+		{name: "word as duration", file: "provider: {vault: {requestTimeout: two}}\n", wantErr: `provider.vault.requestTimeout: invalid duration "two": use a value such as "2s"`},
+		{name: "zero duration in file", file: "status: {refreshInterval: 0s}\n", wantErr: `status.refreshInterval: must be positive, got "0s"`},
+		{name: "negative duration in file", file: "socket: {shutdownGrace: -1s}\n", wantErr: `socket.shutdownGrace: must be positive, got "-1s"`},
+		{name: "zero duration in env", env: map[string]string{"TROUSSEAU_STATUS_REFRESH_INTERVAL": "0s"}, wantErr: `TROUSSEAU_STATUS_REFRESH_INTERVAL (status.refreshInterval): duration "0s" must be positive`},
+		{name: "unquoted socket mode", file: "socket: {mode: 0600}\n", wantErr: `socket.mode: must be a string such as "0600" (quote it in YAML), got a number`},
+		{name: "string as bool", file: "provider: {vault: {tls: {insecureSkipVerify: \"no\"}}}\n", wantErr: `provider.vault.tls.insecureSkipVerify: must be true or false, got the string "no"`},
+		{name: "scalar where a mapping goes", file: "provider: {vault: {tls: /etc/ca.pem}}\n", wantErr: `provider.vault.tls: must be a mapping of nested keys, got the string "/etc/ca.pem"`},
+		{name: "list as file", file: "- socket\n", wantErr: "the file must be a mapping of keys"},
 		{name: "bad duration in env", env: map[string]string{"TROUSSEAU_STATUS_REFRESH_INTERVAL": "soon"}, wantErr: "environment variable TROUSSEAU_STATUS_REFRESH_INTERVAL (status.refreshInterval): invalid duration"},
 		{name: "bad bool in env", env: map[string]string{"TROUSSEAU_VAULT_TLS_INSECURE_SKIP_VERIFY": "yes please"}, wantErr: "TROUSSEAU_VAULT_TLS_INSECURE_SKIP_VERIFY"},
 		{name: "bad duration flag", args: []string{"--vault-request-timeout=2"}, wantErr: "invalid duration"},
@@ -196,6 +204,9 @@ func TestLoadErrorsNameTheSource(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "Go struct") || strings.Contains(err.Error(), "json:") {
+				t.Fatalf("error leaks decoder internals: %v", err)
 			}
 		})
 	}
@@ -222,6 +233,12 @@ func TestValidateNamesTheFieldAndTheFix(t *testing.T) {
 		{"socket path too long", func(c *Config) { c.Socket.Path = "/" + strings.Repeat("a", 120) }, "socket.path: is 121 bytes"},
 		{"socket mode not octal", func(c *Config) { c.Socket.Mode = "rw-------" }, `socket.mode: "rw-------" is not octal`},
 		{"socket mode locks out the owner", func(c *Config) { c.Socket.Mode = "0400" }, "socket.mode: 0400 does not let the owner read and write"},
+		{"socket mode 0777", func(c *Config) { c.Socket.Mode = "0777" }, `socket.mode: 0777 lets every local user connect and decrypt Secrets: use "0600", or "0660" with a group shared with kube-apiserver`},
+		{"socket mode 0666", func(c *Config) { c.Socket.Mode = "0666" }, "socket.mode: 0666 lets every local user connect"},
+		{"socket mode 777 without leading zero", func(c *Config) { c.Socket.Mode = "777" }, "socket.mode: 0777 lets every local user connect"},
+		{"socket mode readable by others", func(c *Config) { c.Socket.Mode = "0604" }, "socket.mode: 0604 lets every local user connect"},
+		{"relative secret-id file", func(c *Config) { c.Provider.Vault.Auth.AppRole.SecretIDFile = "secret-id" }, `provider.vault.auth.approle.secretIDFile: "secret-id" must be an absolute path`},
+		{"relative CA file", func(c *Config) { c.Provider.Vault.TLS.CAFile = "./ca.pem" }, `provider.vault.tls.caFile: "./ca.pem" must be an absolute path`},
 		{"no grace", func(c *Config) { c.Socket.ShutdownGrace.Duration = 0 }, "socket.shutdownGrace: must be positive"},
 		{"ops address without port", func(c *Config) { c.Ops.Address = "localhost" }, "ops.address: must be host:port"},
 		{"ops port not a number", func(c *Config) { c.Ops.Address = "localhost:http" }, "ops.address: port \"http\""},
@@ -318,6 +335,19 @@ func TestEmptyFileMeansDefaults(t *testing.T) {
 		}
 		if c.Socket.Path != controlplane.SocketPath() || c.Provider.Vault != nil {
 			t.Fatalf("Load(%q) = %+v, want defaults and no provider", content, c)
+		}
+	}
+}
+
+func TestGroupSocketModeIsAccepted(t *testing.T) {
+	for _, mode := range []string{"0600", "0660", "600", "0700"} {
+		c, err := Load(writeConfig(t, exampleConfig), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Socket.Mode = mode
+		if err := c.Validate(); err != nil {
+			t.Errorf("socket.mode %s: %v", mode, err)
 		}
 	}
 }

@@ -2,11 +2,13 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +105,9 @@ func dur(p func(*Config) *Duration) func(*Config, string) error {
 		if err != nil {
 			return fmt.Errorf("invalid duration %q: use a value such as \"3s\" or \"1m\"", v)
 		}
+		if d <= 0 {
+			return fmt.Errorf("duration %q must be positive: use a value such as \"3s\", or unset it for the default", v)
+		}
 		p(c).Duration = d
 		return nil
 	}
@@ -184,19 +189,37 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 // Load builds the configuration from the YAML file at path (optional: ""
 // skips it), then the environment through lookupEnv (nil skips it), then
 // flags (nil skips them), then fills defaults. It does not validate; call
-// Validate.
+// Validate, or Check to also validate and check the files it names.
 func Load(path string, lookupEnv func(string) (string, bool), flags *Flags) (Config, error) {
-	var c Config
+	c, parseErrs, err := load(path, lookupEnv, flags)
+	if err != nil {
+		return Config{}, err
+	}
+	if len(parseErrs) > 0 {
+		return Config{}, errors.Join(parseErrs...)
+	}
+	return c, nil
+}
+
+// load is Load that keeps going past bad values: parseErrs lists every
+// unknown key and every value of the wrong type (from the file, the
+// environment or a flag), and c holds everything else. err is set only when
+// nothing sensible can be read (no file, invalid YAML).
+func load(path string, lookupEnv func(string) (string, bool), flags *Flags) (c Config, parseErrs []error, err error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
-			return Config{}, fmt.Errorf("config file %s does not exist: pass the path of an existing file to --config", path)
+			return Config{}, nil, fmt.Errorf("config file %s does not exist: pass the path of an existing file to --config", path)
 		}
 		if err != nil {
-			return Config{}, fmt.Errorf("read config file %s: %w", path, err)
+			return Config{}, nil, fmt.Errorf("read config file %s: %w", path, err)
 		}
-		if err := decodeStrict(b, &c); err != nil {
-			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		errs, err := decodeStrict(b, &c)
+		if err != nil {
+			return Config{}, nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+		for _, e := range errs {
+			parseErrs = append(parseErrs, fmt.Errorf("config file %s: %w", path, e))
 		}
 	}
 	if lookupEnv != nil {
@@ -206,7 +229,7 @@ func Load(path string, lookupEnv func(string) (string, bool), flags *Flags) (Con
 				continue
 			}
 			if err := f.set(&c, v); err != nil {
-				return Config{}, fmt.Errorf("environment variable %s (%s): %w", f.env(), f.key, err)
+				parseErrs = append(parseErrs, fmt.Errorf("environment variable %s (%s): %w", f.env(), f.key, err))
 			}
 		}
 	}
@@ -216,33 +239,46 @@ func Load(path string, lookupEnv func(string) (string, bool), flags *Flags) (Con
 				continue
 			}
 			if err := v.f.set(&c, v.val); err != nil {
-				return Config{}, fmt.Errorf("flag --%s (%s): %w", v.f.flag, v.f.key, err)
+				parseErrs = append(parseErrs, fmt.Errorf("flag --%s (%s): %w", v.f.flag, v.f.key, err))
 			}
 		}
 	}
 	applyDefaults(&c)
-	return c, nil
+	return c, parseErrs, nil
 }
 
-// decodeStrict rejects unknown and duplicate keys. It goes through
+// decodeStrict decodes b into c and returns every unknown or duplicate key
+// and every value of the wrong type, each by its full path ("socket.moed");
+// err is set only for YAML that cannot be read at all. It goes through
 // sigs.k8s.io/json rather than yaml.UnmarshalStrict because that names the
-// full path of a misspelt key ("socket.moed"), not just its last part.
-func decodeStrict(b []byte, c *Config) error {
+// full path of a misspelt key, not just its last part.
+func decodeStrict(b []byte, c *Config) (problems []error, err error) {
 	j, err := yaml.YAMLToJSONStrict(b)
 	if err != nil {
-		return fmt.Errorf("invalid YAML: %w", err)
+		return nil, fmt.Errorf("invalid YAML: %w: fix this first; more errors may follow", err)
 	}
 	if len(bytes.TrimSpace(j)) == 0 || string(j) == "null" {
-		return nil
+		return nil, nil
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("the file must be a mapping of keys such as socket: and provider:, not a list or a single value")
+	}
+	problems = checkTypes(m, reflect.TypeOf(Config{}), "")
+	if j, err = json.Marshal(m); err != nil {
+		return nil, fmt.Errorf("re-encode the configuration: %w", err)
 	}
 	strictErrs, err := sigsjson.UnmarshalStrict(j, c, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	if err != nil {
-		return err
+		// checkTypes removed every value of a type it knows to be wrong.
+		problems = append(problems, err)
 	}
-	if len(strictErrs) > 0 {
-		return fmt.Errorf("%w (check the key's spelling, case and nesting against the documented example)", errors.Join(strictErrs...))
+	for _, e := range strictErrs {
+		problems = append(problems, fmt.Errorf("%w (check the key's spelling, case and nesting against the documented example)", e))
 	}
-	return nil
+	return problems, nil
 }
 
 func applyDefaults(c *Config) {

@@ -31,8 +31,12 @@ func (s Socket) FileMode() (os.FileMode, error) {
 }
 
 // Validate reports every problem at once; each error names the field and the
-// fix.
+// fix. It reads no files; Check does.
 func (c Config) Validate() error {
+	return errors.Join(c.problems()...)
+}
+
+func (c Config) problems() []error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -48,6 +52,10 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	} else if m&0o600 != 0o600 {
 		add("socket.mode", "%04o does not let the owner read and write the socket: use \"0600\"", m)
+	} else if m&0o007 != 0 {
+		// Whoever can connect can ask the plugin to decrypt every DEK seed,
+		// so "other" access hands every local user every Secret.
+		add("socket.mode", "%04o lets every local user connect and decrypt Secrets: use \"0600\", or \"0660\" with a group shared with kube-apiserver", m)
 	}
 	if c.Socket.ShutdownGrace.Duration <= 0 {
 		add("socket.shutdownGrace", "must be positive, such as \"5s\"")
@@ -74,7 +82,7 @@ func (c Config) Validate() error {
 	} else {
 		errs = append(errs, c.Provider.Vault.validate()...)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func (v *Vault) validate() []error {
@@ -96,6 +104,26 @@ func (v *Vault) validate() []error {
 	}
 	if d := v.RequestTimeout.Duration; d <= 0 || d >= controlplane.KMSTimeout {
 		add("requestTimeout", "must be positive and below the apiserver's KMS timeout of %s (so an error arrives before the apiserver gives up), got %s; use %s", controlplane.KMSTimeout, d, DefaultRequestTimeout)
+	}
+	// The plugin's working directory depends on how it was started (static
+	// pod, systemd, a shell), so a relative path would point somewhere else.
+	absolute := func(key, path string) {
+		if path != "" && !filepath.IsAbs(path) {
+			add(key, "%q must be an absolute path such as /etc/trousseau/%s", path, filepath.Base(path))
+		}
+	}
+	absolute("tls.caFile", v.TLS.CAFile)
+	absolute("tls.certFile", v.TLS.CertFile)
+	absolute("tls.keyFile", v.TLS.KeyFile)
+	if a := v.Auth.Token; a != nil {
+		absolute("auth.token.tokenFile", a.TokenFile)
+	}
+	if a := v.Auth.AppRole; a != nil {
+		absolute("auth.approle.roleIDFile", a.RoleIDFile)
+		absolute("auth.approle.secretIDFile", a.SecretIDFile)
+	}
+	if a := v.Auth.Kubernetes; a != nil {
+		absolute("auth.kubernetes.tokenFile", a.TokenFile)
 	}
 	if (v.TLS.CertFile == "") != (v.TLS.KeyFile == "") {
 		add("tls", "certFile and keyFile go together: set both or neither")

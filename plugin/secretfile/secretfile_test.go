@@ -55,10 +55,21 @@ func TestFieldCase06CredentialFilesAreTrimmedOrRejectedByName(t *testing.T) {
 	}
 }
 
-func TestReadNamesAMissingFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "nope")
-	_, err := Read(path)
-	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("error %v must name %s", err, path)
+func TestUnreadableFilesAreNamedWithTheFix(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "nope"), "does not exist: create it, or correct the path"},
+		{"directory", dir, "is a directory: point the setting at the file inside it"},
+		{"empty path", "", "credential file path is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Read(%q) error = %v, want it to name the file and say %q", tc.path, err, tc.want)
+			}
+		})
 	}
 }

@@ -21,6 +21,9 @@ type Socket struct {
 	*net.UnixListener
 	path string
 	file os.FileInfo
+	// RemovedStale is true when Listen deleted a socket that nobody served
+	// on (a killed predecessor's), so the caller can log it.
+	RemovedStale bool
 }
 
 // Path is the socket's file path.
@@ -37,7 +40,8 @@ func Listen(path string, mode os.FileMode) (*Socket, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create socket directory %s: %w", filepath.Dir(path), err)
 	}
-	if err := removeStale(path); err != nil {
+	removed, err := removeStale(path)
+	if err != nil {
 		return nil, err
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -56,7 +60,7 @@ func Listen(path string, mode os.FileMode) (*Socket, error) {
 		l.Close()
 		return nil, fmt.Errorf("stat socket %s after creating it: %w", path, err)
 	}
-	return &Socket{UnixListener: l, path: path, file: info}, nil
+	return &Socket{UnixListener: l, path: path, file: info, RemovedStale: removed}, nil
 }
 
 // Remove deletes the socket file if it is still the one Listen created.
@@ -77,32 +81,34 @@ func (s *Socket) Remove() error {
 	return nil
 }
 
-func removeStale(path string) error {
+// removeStale deletes a socket at path that nobody accepts on and reports
+// whether it did.
+func removeStale(path string) (bool, error) {
 	info, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("inspect existing socket path %s: %w", path, err)
+		return false, fmt.Errorf("inspect existing socket path %s: %w", path, err)
 	}
 	if info.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("socket path %s exists and is %s, not a socket: refusing to delete it; remove it yourself or choose another socket path", path, describe(info))
+		return false, fmt.Errorf("socket path %s exists and is %s, not a socket: refusing to delete it; remove it yourself or choose another socket path", path, describe(info))
 	}
 	conn, err := net.DialTimeout("unix", path, staleDialTimeout)
 	if err == nil {
 		conn.Close()
-		return fmt.Errorf("another process is serving on %s; stop it or choose another socket path", path)
+		return false, fmt.Errorf("another process is serving on %s; stop it or choose another socket path", path)
 	}
 	// Only "connection refused" proves nobody listens. A full backlog
 	// (EAGAIN) or a permission error may hide a live server, which must
 	// never lose its socket.
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("cannot tell whether a process is serving on %s (%v); stop it or remove the socket yourself", path, err)
+		return false, fmt.Errorf("cannot tell whether a process is serving on %s (%v); stop it or remove the socket yourself", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale socket %s (nobody accepts on it): %w", path, err)
+		return false, fmt.Errorf("remove stale socket %s (nobody accepts on it): %w", path, err)
 	}
-	return nil
+	return true, nil
 }
 
 func describe(info os.FileInfo) string {

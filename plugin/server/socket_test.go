@@ -79,6 +79,34 @@ func TestFieldCase01StaleSocketIsRemoved(t *testing.T) {
 	}
 }
 
+func TestListenReportsWhetherItRemovedAStaleSocket(t *testing.T) {
+	cases := []struct {
+		name  string
+		stale bool
+	}{{"fresh path", false}, {"stale socket left behind", true}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := socketPath(t)
+			if tc.stale {
+				l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.SetUnlinkOnClose(false)
+				l.Close()
+			}
+			sock, err := Listen(path, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { sock.Close(); sock.Remove() }()
+			if sock.RemovedStale != tc.stale {
+				t.Fatalf("RemovedStale = %v, want %v", sock.RemovedStale, tc.stale)
+			}
+		})
+	}
+}
+
 func TestFieldCase01LiveSocketIsNeverStolen(t *testing.T) {
 	first := startServer(t, kmstest.New("fake"), harnessOptions{waitKnown: true})
 

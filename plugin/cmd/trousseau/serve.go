@@ -44,7 +44,7 @@ func buildProvider(ctx context.Context, cfg config.Config, log *slog.Logger, reg
 func newFlagSet(name string, out io.Writer) (fs *flag.FlagSet, path *string, flags *config.Flags) {
 	fs = flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	path = fs.String("config", "", "YAML config file (env TROUSSEAU_CONFIG)")
+	path = fs.String("config", "", "YAML config file (env "+config.EnvConfig+")")
 	flags = config.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: trousseau %s --config FILE [flags]\n\n%s\n\nFlags:\n", name, config.Precedence)
@@ -68,14 +68,8 @@ func loadConfig(name string, args []string, out io.Writer) (config.Config, error
 		fs.Usage()
 		return config.Config{}, errUsage
 	}
-	if *path == "" {
-		*path = os.Getenv("TROUSSEAU_CONFIG")
-	}
-	cfg, err := config.Load(*path, os.LookupEnv, flags)
+	cfg, err := config.Check(*path, os.Environ(), flags)
 	if err != nil {
-		return config.Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
 		return config.Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 	return cfg, nil
@@ -85,11 +79,20 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	// Validate has already restricted the level to a name slog knows.
 	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationsAsText logs every duration as "1.8ms" in both formats: JSON
+// would otherwise print bare nanoseconds, which read as a unitless number.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // serve runs the plugin until SIGTERM, SIGINT or ctx ends. A configuration
@@ -133,6 +136,9 @@ func serve(ctx context.Context, args []string, logOut io.Writer, newProvider pro
 	sock, err := server.Listen(cfg.Socket.Path, mode)
 	if err != nil {
 		return fmt.Errorf("socket.path: %w", err)
+	}
+	if sock.RemovedStale {
+		log.Info("removed stale socket left by a previous process", "socket", cfg.Socket.Path)
 	}
 	opsSrv, err := ops.Listen(cfg.Ops.Address, reg, func() (bool, string) {
 		s := srv.Snapshot()
