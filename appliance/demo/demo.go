@@ -21,9 +21,9 @@ import (
 // Run is the demo: bring the stack up KMS-first, store realistic Secrets,
 // show one of them through kubectl and in etcd, rotate the key, migrate,
 // audit, and tell the person how to poke at the stack and stop it. It is
-// safe to run again on a running stack.
-func Run(ctx context.Context, rt runtime.Runtime, p *progress.Printer) error {
-	start := time.Now()
+// safe to run again on a running stack. started is when the target began,
+// for the closing "Done in".
+func Run(ctx context.Context, rt runtime.Runtime, p *progress.Printer, started time.Time) error {
 	p.Say("Trousseau demo: Kubernetes Secrets encrypted by Vault Transit through a KMS v2 plugin (%s runtime)", rt.Name())
 	if err := rt.Up(ctx, controlplane.KMSFirst); err != nil {
 		return err
@@ -95,12 +95,16 @@ func Run(ctx context.Context, rt runtime.Runtime, p *progress.Printer) error {
 	p.Say("  ✓ in etcd, %s/%s now carries key_id %s (Vault key version %d)", Namespace, ShowcaseSecret, env.KeyID, env.VaultKeyVersion)
 
 	p.Say("")
-	p.Say("Done in %s. The stack keeps running:", time.Since(start).Round(time.Second))
+	p.Say("Done in %s. The stack keeps running:", time.Since(started).Round(time.Second))
 	p.Say("  KUBECONFIG=%s kubectl get secrets -A", rt.Kubeconfig())
 	p.Say("  go tool mage status    what runs where, and whether the plugin is healthy")
 	p.Say("  go tool mage rotate    rotate the Transit key and migrate every Secret")
 	p.Say("  go tool mage audit     check from etcd that nothing is plaintext or on an old key")
-	p.Say("  go tool mage down      stop everything")
+	p.Say("  go tool mage migrate   move every Secret onto the current key without rotating")
+	p.Say("  go tool mage down      stop everything and discard the dev Vault's keys, so every Secret")
+	if st, err := rt.Status(ctx); err == nil && st.Logs != "" {
+		p.Say("Logs: %s", st.Logs)
+	}
 	p.Say("Note: the dev Vault keeps its keys in memory. When it stops, the Secrets it encrypted are gone for good;")
 	p.Say("point the plugin at a persistent Vault (chart values vault.address, auth.*) for anything you want to keep.")
 	return nil

@@ -63,22 +63,49 @@ func Rotate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (Rotat
 		return r, err
 	}
 	p.Say("    key_id %s → %s", r.OldKeyID, r.NewKeyID)
-	if err := p.Step("wait for kube-apiserver to write with the new key_id", func() error {
-		return WaitForWriteKeyID(ctx, rt, cs, r.NewKeyID)
-	}); err != nil {
-		return r, err
+	r.Migrated, err = migrateOnto(ctx, rt, cs, p, r.NewKeyID)
+	return r, err
+}
+
+// Migrate is `mage migrate`: move every Secret onto the key_id the plugin
+// reports now, without rotating. It is the fix when an audit finds stale
+// objects after a rotation done directly in Vault, where `mage rotate`
+// would rotate again.
+func Migrate(ctx context.Context, rt runtime.Runtime, p *progress.Printer) (int, error) {
+	cs, err := runtime.Clientset(rt)
+	if err != nil {
+		return 0, err
 	}
-	err = p.Step("storage migration: rewrite every Secret", func() error {
-		r.Migrated, err = migrate.Secrets(ctx, cs)
+	st, err := rt.PluginStatus(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the current key_id: %w", err)
+	}
+	p.Say("    current key_id %s", st.KeyID)
+	return migrateOnto(ctx, rt, cs, p, st.KeyID)
+}
+
+// migrateOnto waits until the apiserver writes with keyID, so no rewrite
+// lands on the old key, then rewrites every Secret.
+func migrateOnto(ctx context.Context, rt runtime.Runtime, cs kubernetes.Interface, p *progress.Printer, keyID string) (int, error) {
+	if err := p.Step("wait for kube-apiserver to write with key_id "+keyID, func() error {
+		return WaitForWriteKeyID(ctx, rt, cs, keyID)
+	}); err != nil {
+		return 0, err
+	}
+	var n int
+	err := p.Step("storage migration: rewrite every Secret", func() error {
+		var err error
+		n, err = migrate.Secrets(ctx, cs)
 		return err
 	})
-	return r, err
+	return n, err
 }
 
 // WaitPluginKeyChange waits until the plugin's Status key_id differs from
 // old and returns the new one.
-func WaitPluginKeyChange(ctx context.Context, rt runtime.Runtime, old string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, keyChangeTimeout)
+func WaitPluginKeyChange(parent context.Context, rt runtime.Runtime, old string) (string, error) {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(parent, keyChangeTimeout)
 	defer cancel()
 	for {
 		st, err := rt.PluginStatus(ctx)
@@ -87,7 +114,9 @@ func WaitPluginKeyChange(ctx context.Context, rt runtime.Runtime, old string) (s
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("the plugin still reports key_id %s after %s (last error: %v): check its log (`go tool mage status`)", old, keyChangeTimeout, err)
+			return "", runtime.WaitEnded(parent, "waiting for the plugin to report a new key_id", started, func(waited time.Duration) error {
+				return fmt.Errorf("the plugin still reports key_id %s after %s (last error: %v): check its log (`go tool mage status` says where it is)", old, waited, err)
+			})
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -100,8 +129,9 @@ const ProbeSecret = "trousseau-key-probe"
 // WaitForWriteKeyID waits until a Secret written now is stored under keyID,
 // read back from etcd. Asking /readyz makes the apiserver re-check the
 // plugin's Status (at most every 20 s) instead of its one-minute poll.
-func WaitForWriteKeyID(ctx context.Context, rt runtime.Runtime, cs kubernetes.Interface, keyID string) error {
-	ctx, cancel := context.WithTimeout(ctx, keyChangeTimeout)
+func WaitForWriteKeyID(parent context.Context, rt runtime.Runtime, cs kubernetes.Interface, keyID string) error {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(parent, keyChangeTimeout)
 	defer cancel()
 	probe := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ProbeSecret, Namespace: metav1.NamespaceDefault},
 		StringData: map[string]string{"purpose": "which key_id does the apiserver write with"}}
@@ -123,8 +153,10 @@ func WaitForWriteKeyID(ctx context.Context, rt runtime.Runtime, cs kubernetes.In
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver still writes with key_id %q, not %s, after %s: its log says why "+
-				"(look for \"failed to rotate DEK\")", seen, keyID, keyChangeTimeout)
+			return runtime.WaitEnded(parent, "waiting for kube-apiserver to write with key_id "+keyID, started, func(waited time.Duration) error {
+				return fmt.Errorf("kube-apiserver still writes with key_id %q, not %s, after %s: its log says why "+
+					"(look for \"failed to rotate DEK\"; `go tool mage status` says where the logs are)", seen, keyID, waited)
+			})
 		case <-time.After(2 * time.Second):
 		}
 	}

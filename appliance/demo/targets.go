@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
+	"time"
 
 	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/runtime"
@@ -52,13 +54,18 @@ func CmdTools(ctx context.Context) error {
 	return nil
 }
 
-// CmdDemo runs the narrated demo.
+// CmdDemo runs the narrated demo. The clock starts here, before the
+// runtime is even chosen, so "Done in" is the wait the person had.
 func CmdDemo(ctx context.Context) error {
+	started := time.Now()
 	rt, p, err := selectRuntime()
 	if err != nil {
 		return err
 	}
-	return Run(ctx, rt, p)
+	if err := Run(ctx, rt, p, started); err != nil {
+		return withLogs(ctx, rt, err)
+	}
+	return nil
 }
 
 // CmdRotate rotates the Transit key, waits for the apiserver to use it and
@@ -70,9 +77,25 @@ func CmdRotate(ctx context.Context) error {
 	}
 	rot, err := Rotate(ctx, rt, p)
 	if err != nil {
-		return err
+		return withLogs(ctx, rt, err)
 	}
 	p.Say("    %d Secrets rewritten onto key_id %s", rot.Migrated, rot.NewKeyID)
+	_, err = Audit(ctx, rt, p)
+	return err
+}
+
+// CmdMigrate moves every Secret onto the current key_id without rotating,
+// then audits.
+func CmdMigrate(ctx context.Context) error {
+	rt, p, err := selectRuntime()
+	if err != nil {
+		return err
+	}
+	n, err := Migrate(ctx, rt, p)
+	if err != nil {
+		return withLogs(ctx, rt, err)
+	}
+	p.Say("    %d Secrets rewritten", n)
 	_, err = Audit(ctx, rt, p)
 	return err
 }
@@ -87,7 +110,8 @@ func CmdAudit(ctx context.Context) error {
 	return err
 }
 
-// CmdStatus prints what runs where and whether the plugin is healthy.
+// CmdStatus prints what runs where and whether it is healthy, and fails
+// when anything is down or unhealthy, so scripts can rely on its exit code.
 func CmdStatus(ctx context.Context) error {
 	rt, p, err := selectRuntime()
 	if err != nil {
@@ -97,21 +121,59 @@ func CmdStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	up := 0
+	return printStatus(p, st)
+}
+
+// printStatus marks a component ✓ only when it runs and is healthy, and
+// returns an error naming every component that is not, with the fix that
+// keeps the Secrets: a re-run of the demo restarts only what is missing.
+func printStatus(p *progress.Printer, st runtime.Status) error {
+	var down, unhealthy []string
 	for _, c := range st.Components {
-		mark, id := "✗", "-"
-		if c.Running {
-			mark, id = "✓", c.ID
-			up++
+		mark, id := "✓", c.ID
+		if !c.OK() {
+			mark = "✗"
+		}
+		if !c.Running {
+			id = "-"
+			down = append(down, c.Name)
+		} else if c.Unhealthy {
+			unhealthy = append(unhealthy, c.Name)
 		}
 		p.Say("  %s %-15s %-8s %-50s %s", mark, c.Name, id, c.Address, c.Detail)
 	}
-	if up == 0 {
-		p.Say("nothing runs: start the stack with `go tool mage demo`")
-		return nil
+	if st.Logs != "" {
+		p.Say("logs: %s", st.Logs)
+	}
+	if len(down) == len(st.Components) {
+		return fmt.Errorf("the %s stack is not running: start it with `go tool mage demo`", st.Runtime)
 	}
 	p.Say("KUBECONFIG=%s kubectl get secrets -A", st.Kubeconfig)
-	return nil
+	var problems, fixes []string
+	if len(down) > 0 {
+		problems = append(problems, "not running: "+strings.Join(down, ", "))
+		fixes = append(fixes, "`go tool mage demo` restarts only what is missing and keeps the Secrets")
+	}
+	if len(unhealthy) > 0 {
+		problems = append(problems, "unhealthy: "+strings.Join(unhealthy, ", "))
+		fixes = append(fixes, "the detail above and the logs say why")
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the %s stack is degraded (%s). Fix: %s; `go tool mage down` only to discard everything, Secrets included",
+		st.Runtime, strings.Join(problems, "; "), strings.Join(fixes, "; "))
+}
+
+// withLogs adds where the logs are to a failure, so the person knows where
+// to look next.
+func withLogs(ctx context.Context, rt runtime.Runtime, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if st, serr := rt.Status(ctx); serr == nil && st.Logs != "" {
+		return fmt.Errorf("%w\nlogs: %s", err, st.Logs)
+	}
+	return err
 }
 
 // CmdDown stops the stack and cleans up, even after a crash.

@@ -98,6 +98,7 @@ type Report struct {
 	Undecodable  []string // prefixed but not a valid envelope
 	Current      int      // on the plugin's current key_id
 	Older        map[string]int
+	OlderKeys    []string // etcd keys of the objects counted in Older
 	CurrentKeyID string
 }
 
@@ -153,6 +154,7 @@ func Classify(resource, currentKeyID string, kvs []runtime.KV) Report {
 			r.Current++
 		default:
 			r.Older[env.KeyID]++
+			r.OlderKeys = append(r.OlderKeys, kv.Key)
 		}
 	}
 	return r

@@ -60,6 +60,9 @@ func TestClassifyCountsPlaintextCurrentAndOlder(t *testing.T) {
 	if r.Total != 5 || r.Current != 2 || r.Stale() != 1 || len(r.Plaintext) != 1 || len(r.Undecodable) != 1 || r.OK() {
 		t.Errorf("report %+v", r)
 	}
+	if len(r.OlderKeys) != 1 || r.OlderKeys[0] != "/registry/secrets/a/3" {
+		t.Errorf("stale keys %v, want [/registry/secrets/a/3]", r.OlderKeys)
+	}
 	if s := r.String(); !strings.Contains(s, "2/5 on key_id k-v2") || !strings.Contains(s, "1 PLAINTEXT") {
 		t.Errorf("audit line %q", s)
 	}
