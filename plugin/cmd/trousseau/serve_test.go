@@ -23,6 +23,7 @@ import (
 	"k8s.io/apiserver/pkg/storage/value/encrypt/envelope/kmsv2"
 	kmsservice "k8s.io/kms/pkg/service"
 
+	"github.com/trousseau-io/trousseau/plugin/config"
 	"github.com/trousseau-io/trousseau/plugin/internal/fakevault"
 )
 
@@ -435,5 +436,91 @@ func TestVersionDefaultsToDevAndUsageErrorsExit2(t *testing.T) {
 	stdout.Reset()
 	if code := run(context.Background(), []string{"serve", "--help"}, io.Discard, &stdout); code != 0 || !strings.Contains(stdout.String(), "highest first: a command-line flag") {
 		t.Fatalf("serve --help must document precedence (exit %d):\n%s", code, stdout.String())
+	}
+}
+
+// TestCheckConfigAndServeRejectTheSameCredentialFiles: check-config must
+// never call "valid" a configuration that serve refuses to start with.
+func TestCheckConfigAndServeRejectTheSameCredentialFiles(t *testing.T) {
+	dir := shortDir(t)
+	cases := []struct {
+		name, tokenFile, want string
+	}{
+		{"quoted value", writeFile(t, filepath.Join(dir, "quoted"), "'hvs.x'\n"), "provider.vault.auth.token.tokenFile: credential file " + dir + "/quoted holds a quoted value"},
+		{"nonexistent file", filepath.Join(dir, "missing"), "provider.vault.auth.token.tokenFile: credential file " + dir + "/missing does not exist: create it, or correct the path"},
+		{"empty file", writeFile(t, filepath.Join(dir, "empty"), ""), "provider.vault.auth.token.tokenFile: credential file " + dir + "/empty is empty"},
+		{"relative path", "token", `provider.vault.auth.token.tokenFile: "token" must be an absolute path`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeFile(t, filepath.Join(dir, "trousseau.yaml"), fmt.Sprintf(`
+provider:
+  vault:
+    address: http://127.0.0.1:1
+    auth: {method: token, token: {tokenFile: %q}}
+`, tc.tokenFile))
+			for _, cmd := range [][]string{
+				{"check-config", "--config", cfg},
+				{"serve", "--config", cfg, "--socket-path", filepath.Join(dir, "kms.sock"), "--ops-address", "127.0.0.1:0"},
+			} {
+				var stdout, stderr bytes.Buffer
+				if code := run(context.Background(), cmd, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) {
+					t.Errorf("%s: exit %d, stderr:\n%s\nwant exit 1 and %q", cmd[0], code, stderr.String(), tc.want)
+				}
+				if strings.Contains(stdout.String(), "configuration is valid") {
+					t.Errorf("%s called the configuration valid", cmd[0])
+				}
+			}
+		})
+	}
+}
+
+func TestCheckConfigWithoutAnyConfigurationSaysHowToGiveOne(t *testing.T) {
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"check-config"}, io.Discard, &stderr)
+	want := "no configuration given: pass --config FILE or set TROUSSEAU_CONFIG (or provide every setting as flags/env)"
+	if code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr.String(), want)
+	}
+}
+
+func TestLogsWriteDurationsWithAUnit(t *testing.T) {
+	cases := []struct{ format, want string }{
+		{"json", `"duration":"1.804465ms"`},
+		{"text", "duration=1.804465ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.format, func(t *testing.T) {
+			var b bytes.Buffer
+			newLogger(config.Log{Format: tc.format, Level: "info"}, &b).Info("rpc", "duration", 1804465*time.Nanosecond)
+			if !strings.Contains(b.String(), tc.want) {
+				t.Fatalf("log line %q lacks %q", b.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestStaleSocketRemovalIsLogged(t *testing.T) {
+	fv := fakevault.New(t)
+	fv.AddToken("tok")
+	dir := shortDir(t)
+	// What a SIGKILLed plugin leaves: a socket file nobody accepts on.
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "kms.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	p := startServe(t, dir, fmt.Sprintf(`
+provider:
+  vault:
+    address: %s
+    auth: {method: token, token: {tokenFile: %s}}
+`, fv.URL, writeFile(t, filepath.Join(dir, "token"), "tok")))
+	// The socket accepts connections before serve logs its startup line.
+	eventually(t, 5*time.Second, "the startup log line", func() bool { return strings.Contains(p.logs.String(), "trousseau starting") })
+	if logs := p.logs.String(); !strings.Contains(logs, `"level":"INFO","msg":"removed stale socket left by a previous process"`) ||
+		!strings.Contains(logs, `"refresh_interval":"1s"`) {
+		t.Fatalf("startup logs lack the stale socket line or a unit on the refresh interval:\n%s", logs)
 	}
 }
