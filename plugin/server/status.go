@@ -18,9 +18,10 @@ const (
 	// unknownKeyID is reported before the first successful CurrentKeyID: the
 	// apiserver rejects an empty key_id, and healthz already says why.
 	unknownKeyID = "unknown"
-	// maxHealthzLen keeps the reason short: it lands in the apiserver's
-	// healthz text.
-	maxHealthzLen = 199
+	// maxHealthzLen only guards against a runaway backend message: the
+	// reason lands in the apiserver's healthz text, and our own reasons,
+	// fix included, are written to fit well inside it.
+	maxHealthzLen = 512
 	// maxRefreshTimeout bounds one CurrentKeyID call.
 	maxRefreshTimeout = 5 * time.Second
 	// minUnhealthyInterval keeps a failing backend from being hammered.

@@ -125,3 +125,19 @@ func TestHealthzIsOneShortLine(t *testing.T) {
 		t.Fatalf("truncate split a rune: %q", got)
 	}
 }
+
+// TestHealthzKeepsOurReasonsWhole: the fix is at the end of a reason, so a
+// limit that cuts our own messages hides exactly the part that matters.
+func TestHealthzKeepsOurReasonsWhole(t *testing.T) {
+	cases := []struct{ name, reason string }{
+		{"403 on the key read, long address and namespace", "vault-transit: read_key on transit key kubernetes-prod at mount transit-cluster-a on https://vault.vault-system.svc.cluster.local:8200 (namespace platform/kubernetes) denied (HTTP 403) to a valid token: check provider.vault.keyName and transitMount (Vault also answers 403 for a key the policy does not cover, such as one that does not exist); if both are right, grant the policy read on transit-cluster-a/keys/kubernetes-prod"},
+		{"policy missing both capabilities", `vault-transit: Vault policy denies encrypt and decrypt on transit key kubernetes-prod at mount transit-cluster-a on https://vault.vault-system.svc.cluster.local:8200: add to the plugin's policy: path "transit-cluster-a/encrypt/kubernetes-prod" { capabilities = ["update"] } path "transit-cluster-a/decrypt/kubernetes-prod" { capabilities = ["update"] }`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := truncate(tc.reason); got != tc.reason {
+				t.Fatalf("truncate cut a %d-byte reason to %q", len(tc.reason), got)
+			}
+		})
+	}
+}

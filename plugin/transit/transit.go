@@ -202,7 +202,7 @@ func (p *Provider) checkCapabilities(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("check the token's capabilities on %s: %w", p.where, err)
+		return err // call's error already names the operation and the key
 	}
 	var missing []string
 	for _, op := range []struct{ name, path string }{{"encrypt", p.encryptPath}, {"decrypt", p.decryptPath}} {
@@ -219,6 +219,22 @@ func (p *Provider) checkCapabilities(ctx context.Context) error {
 	}
 	return kms.Errorf(kms.PermissionDenied, "Vault policy denies %s on %s: add to the plugin's policy: %s",
 		strings.Join(missing, " and "), p.where, strings.Join(fix, " "))
+}
+
+// denialFix says what to change after a 403 on op. The messages end up in
+// healthz, so each names only the one path that op needs.
+func (p *Provider) denialFix(op string) string {
+	m, k := p.cfg.TransitMount, p.cfg.KeyName
+	switch op {
+	case "read_key":
+		// A least-privilege policy covers only the configured key, so Vault
+		// answers 403, not 404, for a misspelt or missing key or mount.
+		return fmt.Sprintf("check provider.vault.keyName and transitMount (Vault also answers 403 for a key the policy does not cover, such as one that does not exist); if both are right, grant the policy read on %s/keys/%s", m, k)
+	case "encrypt", "decrypt":
+		return fmt.Sprintf("grant the policy update on %s/%s/%s", m, op, k)
+	default:
+		return fmt.Sprintf("grant the policy read on %s/keys/%s and update on %s/encrypt/%s and %s/decrypt/%s", m, k, m, k, m, k)
+	}
 }
 
 func allowsUpdate(v any) bool {
@@ -356,11 +372,9 @@ func (p *Provider) classify(ctx context.Context, op string, err error) error {
 		case re.StatusCode == 400 && (op == "decrypt" || op == "encrypt"):
 			return kms.Errorf(kms.InvalidInput, "%s on %s rejected as invalid (HTTP 400): %s", op, p.where, strings.Join(re.Errors, "; "))
 		case re.StatusCode == 401 || re.StatusCode == 403:
-			return kms.Errorf(kms.PermissionDenied, "%s on %s denied (HTTP %d) even after a fresh login: "+
-				"grant the plugin's policy update on %s/encrypt/%s and %s/decrypt/%s and read on %s/keys/%s",
-				op, p.where, re.StatusCode, p.cfg.TransitMount, p.cfg.KeyName, p.cfg.TransitMount, p.cfg.KeyName, p.cfg.TransitMount, p.cfg.KeyName)
+			return kms.Errorf(kms.PermissionDenied, "%s on %s denied (HTTP %d) to a valid token: %s", op, p.where, re.StatusCode, p.denialFix(op))
 		case re.StatusCode == 404:
-			return kms.Errorf(kms.NotFound, "%s on %s: not found (HTTP 404): check the mount and key name", op, p.where)
+			return kms.Errorf(kms.NotFound, "%s on %s: not found (HTTP 404): check provider.vault.transitMount and keyName", op, p.where)
 		case re.StatusCode == 412 || re.StatusCode == 429 || re.StatusCode >= 500:
 			return kms.Errorf(kms.Unavailable, "%s on %s: Vault is unavailable (HTTP %d): %s", op, p.where, re.StatusCode, strings.Join(re.Errors, "; "))
 		default:

@@ -189,18 +189,27 @@ func TestFieldCase09MissingKeyMountOrForbiddenReadIsClear(t *testing.T) {
 		ops              []string
 		want             kms.Kind
 		mention          string
+		policyKey        string // the key the policy covers; "" = key
 	}{
 		{"missing key", "transit", "never-created", []string{"keys", "encrypt", "decrypt"},
-			kms.NotFound, "transit key never-created not found at mount transit on " + existing.Address},
+			kms.NotFound, "transit key never-created not found at mount transit on " + existing.Address, ""},
 		{"missing mount", "no-such-mount", "k", []string{"keys", "encrypt", "decrypt"},
-			kms.NotFound, "vault secrets enable -path=no-such-mount transit"},
+			kms.NotFound, "vault secrets enable -path=no-such-mount transit", ""},
 		{"forbidden key read", "transit", existing.KeyName, []string{"encrypt", "decrypt"},
-			kms.PermissionDenied, "read on transit/keys/" + existing.KeyName},
+			kms.PermissionDenied, "grant the policy read on transit/keys/" + existing.KeyName, ""},
+		// A least-privilege policy covers only the real key, so Vault
+		// answers a misspelt key name with 403, not 404.
+		{"misspelt key under a least-privilege policy", "transit", existing.KeyName + "-typo", []string{"keys", "encrypt", "decrypt"},
+			kms.PermissionDenied, "check provider.vault.keyName and transitMount", existing.KeyName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Vault{Address: existing.Address, TransitMount: tc.mount, KeyName: tc.key}
 			policy := "p-" + strings.ReplaceAll(tc.name, " ", "-")
-			writePolicy(t, policy, policyFor(cfg, tc.ops...))
+			policyCfg := cfg
+			if tc.policyKey != "" {
+				policyCfg.KeyName = tc.policyKey
+			}
+			writePolicy(t, policy, policyFor(policyCfg, tc.ops...))
 			cfg.Auth = tokenAuth(t, root, policy)
 			p := newProvider(t, cfg, nil)
 			id, err := p.CurrentKeyID(apiserverCtx(t))
@@ -210,6 +219,10 @@ func TestFieldCase09MissingKeyMountOrForbiddenReadIsClear(t *testing.T) {
 			wantKind(t, err, tc.want)
 			if !strings.Contains(err.Error(), tc.mention) {
 				t.Fatalf("error %q does not mention %q", err, tc.mention)
+			}
+			// The server's healthz keeps 512 bytes; the fix must fit whole.
+			if reason := "vault-transit: " + err.Error(); len(reason) > 512 {
+				t.Fatalf("reason is %d bytes, over the 512 healthz keeps: %q", len(reason), reason)
 			}
 		})
 	}

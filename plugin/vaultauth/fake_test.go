@@ -90,12 +90,13 @@ func TestLoginFailuresAreKmsErrorsNamingTheMethod(t *testing.T) {
 	for _, tc := range []struct {
 		status int
 		want   kms.Kind
+		fix    string
 	}{
-		{400, kms.PermissionDenied}, // approle: invalid role or secret ID
-		{403, kms.PermissionDenied},
-		{404, kms.NotFound},
-		{429, kms.Unavailable},
-		{503, kms.Unavailable},
+		{400, kms.PermissionDenied, "invalid role or secret ID: check that provider.vault.auth.approle.roleIDFile and secretIDFile hold a current role_id"}, // approle's answer to a bad secret_id
+		{403, kms.PermissionDenied, "check that provider.vault.auth.approle.roleIDFile"},
+		{404, kms.NotFound, "run `vault auth enable -path=approle approle`, or correct provider.vault.auth.approle.mount"},
+		{429, kms.Unavailable, "Vault is unavailable (HTTP 429)"},
+		{503, kms.Unavailable, "Vault is unavailable (HTTP 503)"},
 	} {
 		fv := fakevault.New(t)
 		dir := t.TempDir()
@@ -109,6 +110,9 @@ func TestLoginFailuresAreKmsErrorsNamingTheMethod(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "approle at auth/approle") || !strings.Contains(err.Error(), fv.URL) {
 			t.Errorf("HTTP %d: error does not name the method and address: %v", tc.status, err)
+		}
+		if !strings.Contains(err.Error(), tc.fix) {
+			t.Errorf("HTTP %d: error does not say %q: %v", tc.status, tc.fix, err)
 		}
 		if strings.Contains(err.Error(), "s3cr3t-id-value") {
 			t.Fatalf("HTTP %d: error leaks the secret_id", tc.status)

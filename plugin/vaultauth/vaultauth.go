@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,16 +303,47 @@ func (a *Authenticator) classifyLogin(err error) error {
 	case errors.As(err, &re) && (re.StatusCode == 429 || re.StatusCode >= 500):
 		return kms.Errorf(kms.Unavailable, "%s: Vault is unavailable (HTTP %d): %v", what, re.StatusCode, re.Errors)
 	case errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
-		return kms.Errorf(kms.NotFound, "%s: auth mount not found (HTTP 404): enable the auth method or fix its mount in the auth config", what)
+		return kms.Errorf(kms.NotFound, "%s: auth mount not found (HTTP 404): %s", what, mountFix(a.method))
 	case errors.As(err, &re):
-		return kms.Errorf(kms.PermissionDenied, "%s was refused (HTTP %d): %v: check the role and that the credential files hold current values",
-			what, re.StatusCode, re.Errors)
+		return kms.Errorf(kms.PermissionDenied, "%s was refused (HTTP %d): %s: %s",
+			what, re.StatusCode, strings.Join(re.Errors, "; "), refusalFix(a.method))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return kms.Errorf(kms.Unavailable, "%s: no answer in time: %v", what, err)
 	case errors.As(err, new(credentialError)):
 		return kms.Errorf(kms.PermissionDenied, "%s: %v", what, err)
 	default:
 		return kms.Errorf(kms.Unavailable, "%s: cannot reach Vault: %v", what, err)
+	}
+}
+
+// refusalFix names the settings to check when Vault refuses a login. These
+// reasons reach healthz, so each says only what its method needs.
+func refusalFix(m method) string {
+	switch m := m.(type) {
+	case tokenFile:
+		return "write a current token into provider.vault.auth.token.tokenFile (" + m.path + ")"
+	case appRole:
+		return "check that provider.vault.auth.approle.roleIDFile and secretIDFile hold a current role_id and secret_id (secret_ids expire)"
+	case kubernetes:
+		return "check provider.vault.auth.kubernetes.role and that the Vault role binds this ServiceAccount"
+	case cert:
+		return "check that a Vault cert role trusts provider.vault.tls.certFile"
+	default:
+		return "check the credentials"
+	}
+}
+
+// mountFix says how to repair an auth mount Vault does not know.
+func mountFix(m method) string {
+	switch m := m.(type) {
+	case appRole:
+		return fmt.Sprintf("run `vault auth enable -path=%s approle`, or correct provider.vault.auth.approle.mount", m.mount)
+	case kubernetes:
+		return fmt.Sprintf("run `vault auth enable -path=%s kubernetes`, or correct provider.vault.auth.kubernetes.mount", m.mount)
+	case cert:
+		return fmt.Sprintf("run `vault auth enable -path=%s cert`, or correct provider.vault.auth.cert.mount", m.mount)
+	default:
+		return "check provider.vault.address"
 	}
 }
 
