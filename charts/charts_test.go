@@ -28,14 +28,23 @@ var (
 	deploymentModes = []string{"daemonSet", "staticPod"}
 )
 
+// vaultAddress is the one value without a default.
+const vaultAddress = "https://vault.example:8200"
+
+// minimal are the least values the chart renders with.
+func minimal() map[string]any {
+	return map[string]any{"vault": map[string]any{"address": vaultAddress}}
+}
+
 // valuesFor sets what each mode needs; cert auth needs a client certificate.
 func valuesFor(auth, deployment string) map[string]any {
 	v := map[string]any{
 		"auth":       map[string]any{"method": auth},
 		"deployment": map[string]any{"mode": deployment},
+		"vault":      map[string]any{"address": vaultAddress},
 	}
 	if auth == "cert" {
-		v["vault"] = map[string]any{"address": "https://vault.example:8200", "tls": map[string]any{
+		v["vault"] = map[string]any{"address": vaultAddress, "tls": map[string]any{
 			"caFile": "/etc/trousseau/tls/ca.pem", "certFile": "/etc/trousseau/tls/client.pem", "keyFile": "/etc/trousseau/tls/client-key.pem",
 		}}
 	}
@@ -62,11 +71,17 @@ type decoded struct {
 	configMap      *corev1.ConfigMap
 	daemonSet      *appsv1.DaemonSet
 	staticPod      *corev1.Pod
-	testPod        *corev1.Pod
 	service        *corev1.Service
 	serviceAccount *corev1.ServiceAccount
 	serviceMonitor map[string]any
 	notes          string
+	// raw is every rendered template by path, as Helm prints it.
+	raw map[string]string
+	// The `helm test` hook: its pod and the ServiceAccount and RBAC it runs with.
+	testPod            *corev1.Pod
+	testServiceAccount *corev1.ServiceAccount
+	testRole           *rbacv1.Role
+	testRoleBinding    *rbacv1.RoleBinding
 }
 
 func strict(t *testing.T, name, manifest string, into any) {
@@ -82,13 +97,16 @@ func renderDecoded(t *testing.T, values map[string]any) decoded {
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	var d decoded
-	for name, m := range out {
-		if strings.HasSuffix(name, "NOTES.txt") {
+	d := decoded{raw: out}
+	for name, m := range splitDocs(out) {
+		if strings.Contains(name, "NOTES.txt") {
 			d.notes = m
 			continue
 		}
-		var meta struct{ APIVersion, Kind string }
+		var meta struct {
+			APIVersion, Kind string
+			Metadata         struct{ Annotations map[string]string }
+		}
 		if err := yaml.Unmarshal([]byte(m), &meta); err != nil {
 			t.Fatalf("%s is not YAML: %v", name, err)
 		}
@@ -111,8 +129,19 @@ func renderDecoded(t *testing.T, values map[string]any) decoded {
 			d.service = &corev1.Service{}
 			strict(t, name, m, d.service)
 		case "v1/ServiceAccount":
-			d.serviceAccount = &corev1.ServiceAccount{}
-			strict(t, name, m, d.serviceAccount)
+			sa := &corev1.ServiceAccount{}
+			strict(t, name, m, sa)
+			if meta.Metadata.Annotations["helm.sh/hook"] == "test" {
+				d.testServiceAccount = sa
+			} else {
+				d.serviceAccount = sa
+			}
+		case "rbac.authorization.k8s.io/v1/Role":
+			d.testRole = &rbacv1.Role{}
+			strict(t, name, m, d.testRole)
+		case "rbac.authorization.k8s.io/v1/RoleBinding":
+			d.testRoleBinding = &rbacv1.RoleBinding{}
+			strict(t, name, m, d.testRoleBinding)
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			// Not a k8s.io/api type: check the fields Prometheus Operator needs.
 			if err := yaml.Unmarshal([]byte(m), &d.serviceMonitor); err != nil {
@@ -293,12 +322,12 @@ func TestStaticPodRejectsKubernetesAuth(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "auth.method=kubernetes cannot be used with deployment.mode=staticPod") {
 		t.Fatalf("want a clear kubernetes-auth/static-pod error, got %v", err)
 	}
-	_, err = Render(Trousseau, map[string]any{"auth": map[string]any{"method": "cert"}})
+	_, err = Render(Trousseau, map[string]any{"auth": map[string]any{"method": "cert"}, "vault": map[string]any{"address": vaultAddress}})
 	if err == nil || !strings.Contains(err.Error(), "vault.tls.certFile") {
 		t.Fatalf("cert auth without a client certificate: want an error naming vault.tls.certFile, got %v", err)
 	}
 	_, err = Render(Trousseau, map[string]any{"auth": map[string]any{"method": "cert"}, "vault": map[string]any{
-		"tls": map[string]any{"certFile": "/etc/t/c.pem", "keyFile": "/etc/t/k.pem"}}})
+		"address": "http://vault.example:8200", "tls": map[string]any{"certFile": "/etc/t/c.pem", "keyFile": "/etc/t/k.pem"}}})
 	if err == nil || !strings.Contains(err.Error(), "https:// vault.address") {
 		t.Fatalf("cert auth over http: want an error naming https:// vault.address, got %v", err)
 	}
@@ -336,7 +365,7 @@ func TestNoCredentialComesFromASecret(t *testing.T) {
 }
 
 func TestDefaultModeUsesProjectedTokenWithAudience(t *testing.T) {
-	spec := renderDecoded(t, nil).pluginPod(t)
+	spec := renderDecoded(t, minimal()).pluginPod(t)
 	for _, v := range spec.Volumes {
 		if v.Projected != nil && len(v.Projected.Sources) == 1 && v.Projected.Sources[0].ServiceAccountToken != nil {
 			if a := v.Projected.Sources[0].ServiceAccountToken.Audience; a != "vault" {
@@ -392,11 +421,19 @@ func TestPodInvariants(t *testing.T) {
 					t.Errorf("%v: label %s missing", c, k)
 				}
 			}
-			if d.testPod.Annotations["helm.sh/hook"] != "test" || !strings.HasSuffix(d.testPod.Spec.Containers[0].Command[len(d.testPod.Spec.Containers[0].Command)-1], "/readyz") {
-				t.Errorf("%v: the helm test hook must check /readyz", c)
+			if p := ctr.ReadinessProbe.HTTPGet; p.Host != "" {
+				t.Errorf("%v: a DaemonSet pod has its own network namespace: its probes must target the pod IP, not host %q", c, p.Host)
 			}
-		} else if !spec.HostNetwork {
-			t.Errorf("%v: a static pod runs before any CNI, so it needs hostNetwork", c)
+		} else {
+			if !spec.HostNetwork {
+				t.Errorf("%v: a static pod runs before any CNI, so it needs hostNetwork", c)
+			}
+			if spec.DNSPolicy != corev1.DNSDefault {
+				t.Errorf("%v: a static pod starts before CoreDNS, so it must use the host resolver (dnsPolicy Default), not %q", c, spec.DNSPolicy)
+			}
+			if ctr.LivenessProbe.HTTPGet.Host != "127.0.0.1" || ctr.ReadinessProbe.HTTPGet.Host != "127.0.0.1" {
+				t.Errorf("%v: the static pod binds ops to loopback, so its probes need host 127.0.0.1", c)
+			}
 		}
 	}
 }
@@ -487,7 +524,7 @@ func TestChartDefaultsMatchControlPlane(t *testing.T) {
 }
 
 var (
-	notesConfigRE = regexp.MustCompile(`(?s)----- BEGIN EncryptionConfiguration -----\n(.*?)----- END EncryptionConfiguration -----`)
+	notesConfigRE = regexp.MustCompile(`(?s)----- BEGIN ([a-z-]+) EncryptionConfiguration -----\n(.*?)----- END [a-z-]+ EncryptionConfiguration -----`)
 	notesFlagRE   = regexp.MustCompile(`--(encryption-provider-config[a-z-]*)=(\S+)`)
 )
 
@@ -497,24 +534,27 @@ var (
 func TestFieldCase18NotesMatchControlPlaneFlagsAndVolumes(t *testing.T) {
 	for _, sock := range []string{controlplane.SocketPath(), "/run/kms/plugin.sock"} {
 		for _, dir := range []string{controlplane.EncryptionConfigDir, "/etc/kubernetes/enc"} {
-			d := renderDecoded(t, map[string]any{"socket": map[string]any{"path": sock}, "apiserver": map[string]any{"encryptionConfigDir": dir}})
-			m := notesConfigRE.FindStringSubmatch(d.notes)
-			if m == nil {
-				t.Fatalf("NOTES.txt has no EncryptionConfiguration block:\n%s", d.notes)
+			d := renderDecoded(t, map[string]any{"socket": map[string]any{"path": sock}, "apiserver": map[string]any{"encryptionConfigDir": dir},
+				"vault": map[string]any{"address": vaultAddress}})
+			blocks := notesConfigRE.FindAllStringSubmatch(d.notes, -1)
+			if len(blocks) != 2 || blocks[0][1] != "identity-first" || blocks[1][1] != "kms-first" {
+				t.Fatalf("NOTES.txt must show the identity-first, then the kms-first EncryptionConfiguration:\n%s", d.notes)
 			}
-			var got, want apiserverv1.EncryptionConfiguration
-			if err := yaml.UnmarshalStrict([]byte(m[1]), &got); err != nil {
-				t.Fatalf("NOTES EncryptionConfiguration: %v", err)
-			}
-			raw, err := controlplane.EncryptionConfig(controlplane.KMSFirst, sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := yaml.UnmarshalStrict(raw, &want); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("NOTES EncryptionConfiguration differs from controlplane:\n%s\nwant\n%s", m[1], raw)
+			for i, mode := range []controlplane.Mode{controlplane.IdentityOnly, controlplane.KMSFirst} {
+				var got, want apiserverv1.EncryptionConfiguration
+				if err := yaml.UnmarshalStrict([]byte(blocks[i][2]), &got); err != nil {
+					t.Fatalf("NOTES %s EncryptionConfiguration: %v", blocks[i][1], err)
+				}
+				raw, err := controlplane.EncryptionConfig(mode, sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := yaml.UnmarshalStrict(raw, &want); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("NOTES %s EncryptionConfiguration differs from controlplane's %s:\n%s\nwant\n%s", blocks[i][1], mode, blocks[i][2], raw)
+				}
 			}
 			flags := map[string]string{}
 			for _, f := range notesFlagRE.FindAllStringSubmatch(d.notes, -1) {
@@ -549,11 +589,11 @@ func TestVaultDevNotesWarnThatDevModeIsInMemory(t *testing.T) {
 }
 
 func TestRenderIsStableAcrossCalls(t *testing.T) {
-	a, err := Render(Trousseau, nil)
+	a, err := Render(Trousseau, minimal())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Render(Trousseau, nil)
+	b, _ := Render(Trousseau, minimal())
 	var keys []string
 	for k := range a {
 		keys = append(keys, k)
@@ -603,4 +643,181 @@ func TestPluginLoaderAcceptsChartConfigForEveryMode(t *testing.T) {
 			t.Errorf("%v: the chart's default config draws warnings: %v", c, w)
 		}
 	}
+}
+
+// TestOpsBindsLoopbackOnTheHostNetwork: a static pod shares the host's
+// network, so by default its /metrics and /readyz listen on loopback only;
+// a DaemonSet pod listens on its own pod IP, which the Service and the
+// kubelet probes need. An explicit ops.address wins in both modes.
+func TestOpsBindsLoopbackOnTheHostNetwork(t *testing.T) {
+	cases := []struct {
+		mode, address, wantConfig, wantProbeHost string
+	}{
+		{"daemonSet", "", "0.0.0.0:8787", ""},
+		{"staticPod", "", "127.0.0.1:8787", "127.0.0.1"},
+		{"staticPod", "10.0.0.5:9000", "10.0.0.5:9000", "10.0.0.5"},
+		{"staticPod", "0.0.0.0:8787", "0.0.0.0:8787", "127.0.0.1"},
+		{"staticPod", "[fd00::5]:8787", "[fd00::5]:8787", "fd00::5"},
+	}
+	for _, c := range cases {
+		v := valuesFor("approle", c.mode)
+		if c.address != "" {
+			v["ops"] = map[string]any{"address": c.address}
+		}
+		raw, err := PluginConfig(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg config.Config
+		if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		ctr := renderDecoded(t, v).pluginPod(t).Containers[0]
+		if cfg.Ops.Address != c.wantConfig || ctr.ReadinessProbe.HTTPGet.Host != c.wantProbeHost || ctr.LivenessProbe.HTTPGet.Host != c.wantProbeHost {
+			t.Errorf("%s ops.address %q: plugin binds %q, probes host %q; want %q and %q",
+				c.mode, c.address, cfg.Ops.Address, ctr.ReadinessProbe.HTTPGet.Host, c.wantConfig, c.wantProbeHost)
+		}
+		if want := c.wantConfig[strings.LastIndex(c.wantConfig, ":")+1:]; fmt.Sprint(ctr.Ports[0].ContainerPort) != want {
+			t.Errorf("%s ops.address %q: container port %d, want %s", c.mode, c.address, ctr.Ports[0].ContainerPort, want)
+		}
+	}
+}
+
+// TestVaultAddressIsRequired: no production cluster silently talks to a dev
+// Vault over http; the message names the value and shows an https example.
+func TestVaultAddressIsRequired(t *testing.T) {
+	for _, v := range []map[string]any{nil, {"vault": map[string]any{"address": ""}}} {
+		_, err := Render(Trousseau, v)
+		if err == nil || !strings.Contains(err.Error(), "vault.address is required") || !strings.Contains(err.Error(), "https://vault.example.com:8200") {
+			t.Fatalf("values %v: want an error naming vault.address with an https example, got %v", v, err)
+		}
+	}
+	c, err := Load(Trousseau)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Values["vault"].(map[string]any)["address"]; a != "" {
+		t.Fatalf("values.yaml defaults vault.address to %q; it must have no default", a)
+	}
+	if _, err := Render(Trousseau, map[string]any{"vault": map[string]any{"address": "vault:8200"}}); err == nil || !strings.Contains(err.Error(), "schema") {
+		t.Fatalf("an address without http(s):// must fail the schema, got %v", err)
+	}
+}
+
+// TestHelmTestWaitsForEveryPluginPod: `helm test` must fail while any plugin
+// pod is unready, so it asks the API for the DaemonSet's rollout (every pod
+// Ready) instead of reading /readyz through a Service (any one pod), and it
+// may read nothing but that DaemonSet.
+func TestHelmTestWaitsForEveryPluginPod(t *testing.T) {
+	d := renderDecoded(t, minimal())
+	if d.testPod == nil || d.testServiceAccount == nil || d.testRole == nil || d.testRoleBinding == nil {
+		t.Fatalf("daemonSet mode must render the test pod with its ServiceAccount, Role and RoleBinding: %+v", d)
+	}
+	for name, ann := range map[string]map[string]string{"ServiceAccount": d.testServiceAccount.Annotations, "Role": d.testRole.Annotations, "RoleBinding": d.testRoleBinding.Annotations, "Pod": d.testPod.Annotations} {
+		if ann["helm.sh/hook"] != "test" {
+			t.Errorf("the test %s is not a test hook: %v", name, ann)
+		}
+		if name != "Pod" && ann["helm.sh/hook-weight"] != "-1" {
+			t.Errorf("the test %s must be created before the test pod (hook-weight -1): %v", name, ann)
+		}
+	}
+	script := strings.Join(d.testPod.Spec.Containers[0].Command, " ")
+	for _, want := range []string{"rollout status daemonset/" + d.daemonSet.Name + " ", "-n " + ReleaseNamespace, "desiredNumberScheduled", "0/0) ", "exit 1"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("the test script lacks %q:\n%s", want, script)
+		}
+	}
+	if d.testPod.Spec.ServiceAccountName != d.testServiceAccount.Name {
+		t.Errorf("test pod runs as %q, not the test ServiceAccount %q", d.testPod.Spec.ServiceAccountName, d.testServiceAccount.Name)
+	}
+	rb := d.testRoleBinding
+	if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != d.testRole.Name || len(rb.Subjects) != 1 || rb.Subjects[0].Name != d.testServiceAccount.Name || rb.Subjects[0].Namespace != ReleaseNamespace {
+		t.Errorf("the RoleBinding does not bind the test Role to the test ServiceAccount: %+v", rb)
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, ResourceNames: []string{d.daemonSet.Name}, Verbs: []string{"get", "list", "watch"}}}
+	if !reflect.DeepEqual(d.testRole.Rules, want) {
+		t.Errorf("the test Role grants %+v; want read access to the plugin DaemonSet only", d.testRole.Rules)
+	}
+	if ro := d.testPod.Spec.Containers[0].SecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
+		t.Error("the test container must keep a read-only root filesystem")
+	}
+	if sp := renderDecoded(t, valuesFor("approle", "staticPod")); sp.testPod != nil || sp.testRole != nil {
+		t.Error("staticPod mode has no release to test, yet renders test hooks")
+	}
+}
+
+// TestStaticPodManifestIsCleanForTheKubelet: the static-pod manifest is what
+// an operator copies to /etc/kubernetes/manifests verbatim, so it starts with
+// a header saying what it is and where it goes, and claims no Helm ownership.
+func TestStaticPodManifestIsCleanForTheKubelet(t *testing.T) {
+	d := renderDecoded(t, valuesFor("approle", "staticPod"))
+	m := d.raw[Trousseau+"/templates/static-pod.yaml"]
+	if !strings.HasPrefix(m, "# Trousseau KMS plugin, as a static pod") || !strings.Contains(m, "/etc/kubernetes/manifests/trousseau.yaml") {
+		t.Errorf("the static-pod manifest must open with its header comment:\n%s", m)
+	}
+	if strings.Contains(m, "helm template") {
+		t.Errorf("the static-pod manifest is already rendered; it must not tell the reader to render it:\n%s", m)
+	}
+	if _, ok := d.staticPod.Labels["app.kubernetes.io/managed-by"]; ok {
+		t.Errorf("the kubelet, not Helm, manages a static pod: labels %v", d.staticPod.Labels)
+	}
+	if ds := renderDecoded(t, minimal()).daemonSet; ds.Labels["app.kubernetes.io/managed-by"] != "Helm" {
+		t.Errorf("the DaemonSet is a Helm release object and keeps managed-by Helm: %v", ds.Labels)
+	}
+}
+
+// notesOrder is the safe rollout, in order: identity first, plugin ready,
+// KMS first, the reload observed, the migration, the etcd check.
+var notesOrder = []string{
+	"BEGIN identity-first EncryptionConfiguration",
+	"--encryption-provider-config-automatic-reload=true",
+	"/readyz",
+	"BEGIN kms-first EncryptionConfiguration",
+	"apiserver_encryption_config_controller_automatic_reloads_total",
+	"kubectl replace -f -",
+	"get --prefix /registry/secrets/ --keys-only",
+	"k8s:enc:kms:v2:trousseau:",
+}
+
+// TestNotesFollowTheSafeRolloutOrder: writing the KMS-first config before the
+// plugin is ready fails every Secret write, so NOTES must walk the order.
+func TestNotesFollowTheSafeRolloutOrder(t *testing.T) {
+	for _, c := range combos() {
+		d := renderDecoded(t, valuesFor(c[0], c[1]))
+		if err := inOrder(d.notes, notesOrder); err != nil {
+			t.Errorf("%v: %v\n%s", c, err, d.notes)
+		}
+		static := c[1] == "staticPod"
+		for _, s := range []struct {
+			text string
+			want bool
+		}{
+			{"curl -fsS http://127.0.0.1:8787/readyz", static},
+			{"host's DNS resolver", static},
+			{"rollout status daemonset/" + ReleaseName, !static},
+			{"helm test " + ReleaseName, !static},
+			{"/etc/trousseau/config/trousseau.yaml", static},
+		} {
+			if strings.Contains(d.notes, s.text) != s.want {
+				t.Errorf("%v: NOTES contains %q = %v, want %v", c, s.text, !s.want, s.want)
+			}
+		}
+	}
+	d := renderDecoded(t, map[string]any{"vault": map[string]any{"address": "http://vault.vault.svc:8200"}})
+	if !strings.Contains(d.notes, "WARNING: vault.address is plain http://") || !strings.Contains(d.notes, "in-cluster Service name") {
+		t.Errorf("NOTES must warn about plain http and the in-cluster Service bootstrap dependency:\n%s", d.notes)
+	}
+}
+
+// inOrder reports the first of want that is missing or out of order in text.
+func inOrder(text string, want []string) error {
+	at := 0
+	for _, w := range want {
+		i := strings.Index(text[at:], w)
+		if i < 0 {
+			return fmt.Errorf("%q missing, or before the step it must follow", w)
+		}
+		at += i + len(w)
+	}
+	return nil
 }

@@ -226,14 +226,14 @@ func TestSocketPathAgreesAcrossEncryptionConfigChartAndPlugin(t *testing.T) {
 	}
 	endpoint := strings.TrimPrefix(ec.Resources[0].Providers[0].KMS.Endpoint, "unix://")
 
-	ds := renderDaemonSet(t, nil)
+	ds := renderDaemonSet(t, pluginValues("sha256:x", 1000, 1000))
 	var hostDir string
 	for _, v := range ds.Spec.Template.Spec.Volumes {
 		if v.Name == "socket-dir" && v.HostPath != nil {
 			hostDir = v.HostPath.Path
 		}
 	}
-	pc, err := charts.PluginConfig(nil)
+	pc, err := charts.PluginConfig(pluginValues("sha256:x", 1000, 1000))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,24 +6,38 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"text/template"
 
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
+	"github.com/trousseau-io/trousseau/appliance/etcdproof"
 	"github.com/trousseau-io/trousseau/charts"
+	"github.com/trousseau-io/trousseau/plugin/config"
 )
 
-// ChartRepository is where the release workflow pushes the packaged charts
-// (an OCI registry); the Flux and Argo CD examples point at it.
+// ChartRepository is the OCI repository a Trousseau release would publish the
+// packaged charts to; the Flux and Argo CD examples point at it. Nothing is
+// published from this repository yet: push dist/charts/*.tgz to your own
+// registry and replace it.
 const ChartRepository = "ghcr.io/trousseau-io/charts"
+
+// VaultPlaceholder is the Vault address of the examples. The chart has no
+// default address, so that no cluster silently talks to a dev Vault; every
+// example says to replace it.
+const VaultPlaceholder = "https://vault.example.com:8200"
 
 // Subdirectories and files of the bundle. Write replaces exactly these, so
 // anything else in the output directory is left alone.
@@ -39,6 +53,7 @@ const (
 var staticPodValues = map[string]any{
 	"deployment": map[string]any{"mode": "staticPod"},
 	"auth":       map[string]any{"method": "approle"},
+	"vault":      map[string]any{"address": VaultPlaceholder},
 }
 
 // Write writes the bundle into dir and returns the bundle's files, relative
@@ -67,7 +82,7 @@ func Write(dir string) ([]string, error) {
 	if files[gitopsDir+"/argocd-application.yaml"], err = argoApplication(version); err != nil {
 		return nil, err
 	}
-	if err := kubeadmFiles(files); err != nil {
+	if err := kubeadmFiles(files, version); err != nil {
 		return nil, err
 	}
 
@@ -129,13 +144,18 @@ func chartVersion() (string, error) {
 // exampleValues are the values the GitOps examples set: the production
 // DaemonSet with Kubernetes auth, pointing at the operator's Vault.
 var exampleValues = map[string]any{
-	"vault": map[string]any{"address": "https://vault.example.com:8200"},
+	"vault": map[string]any{"address": VaultPlaceholder},
 	"auth":  map[string]any{"method": "kubernetes", "kubernetes": map[string]any{"role": "trousseau", "audience": "vault"}},
 }
 
 const gitopsHeader = `# Example: install Trousseau from the packaged chart with %s.
 # Before it syncs, every kube-apiserver must mount %s and %s
-# (see kubeadm/ and the chart's NOTES.txt). Set vault.address to your Vault.
+# with the identity-first EncryptionConfiguration (the chart's NOTES.txt, step 1).
+# Replace vault.address (a placeholder) with your Vault's https URL.
+# ` + ChartRepository + ` is where a release would publish the chart; nothing
+# is published yet: push dist/charts/trousseau-*.tgz to your own OCI registry
+# (helm push dist/charts/trousseau-<version>.tgz oci://<registry>/charts)
+# and point the repository below at it.
 `
 
 func fluxHelmRelease(version string) ([]byte, error) {
@@ -164,7 +184,26 @@ func fluxHelmRelease(version string) ([]byte, error) {
 	return yamlDocs(fmt.Sprintf(gitopsHeader, "Flux", controlplane.SocketDir, controlplane.EncryptionConfigDir), repo, release)
 }
 
+// argoHeader explains the Argo CD specifics of argoApplication.
+const argoHeader = `#
+# Argo CD: a Helm chart in an OCI registry is a repository of type helm
+# with enableOCI, and its repoURL has no oci:// prefix (registry/path only).
+# The repository Secret below declares that; add username/password to it
+# for a private registry. Argo CD keeps repositories in Secrets, which
+# Trousseau encrypts: while the plugin is down Argo CD cannot read this one,
+# so keep a break-glass path (helm upgrade with the .tgz) to repair the plugin.
+`
+
 func argoApplication(version string) ([]byte, error) {
+	repo := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Secret",
+		"metadata": map[string]any{
+			"name": "trousseau-charts", "namespace": "argocd",
+			"labels": map[string]any{"argocd.argoproj.io/secret-type": "repository"},
+		},
+		"stringData": map[string]any{"name": "trousseau", "type": "helm", "enableOCI": "true", "url": ChartRepository},
+	}
 	app := map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1",
 		"kind":       "Application",
@@ -180,14 +219,14 @@ func argoApplication(version string) ([]byte, error) {
 			"syncPolicy": map[string]any{"syncOptions": []string{"ServerSideApply=true"}},
 		},
 	}
-	return yamlDocs(fmt.Sprintf(gitopsHeader, "Argo CD", controlplane.SocketDir, controlplane.EncryptionConfigDir), app)
+	return yamlDocs(fmt.Sprintf(gitopsHeader, "Argo CD", controlplane.SocketDir, controlplane.EncryptionConfigDir)+argoHeader, repo, app)
 }
 
 // kubeadmFiles are the files for a kubeadm control-plane host: both
 // EncryptionConfiguration stages (identity first to roll out, then KMS
-// first), the static-pod manifest, the plugin config it reads and the
-// instructions.
-func kubeadmFiles(files map[string][]byte) error {
+// first), the static-pod manifest, the plugin config it reads and a README
+// that walks the rollout with exactly these files.
+func kubeadmFiles(files map[string][]byte, chartVersion string) error {
 	for name, mode := range map[string]controlplane.Mode{
 		"encryption-config.yaml":                controlplane.KMSFirst,
 		"encryption-config-identity-first.yaml": controlplane.IdentityOnly,
@@ -202,20 +241,81 @@ func kubeadmFiles(files map[string][]byte) error {
 	if err != nil {
 		return fmt.Errorf("render the static-pod manifest: %w", err)
 	}
-	pod, ok := out[charts.Trousseau+"/templates/static-pod.yaml"]
+	manifest, ok := out[charts.Trousseau+"/templates/static-pod.yaml"]
 	if !ok {
 		return fmt.Errorf("chart %s rendered no static-pod manifest", charts.Trousseau)
 	}
-	files[kubeadmDir+"/trousseau-static-pod.yaml"] = []byte(pod)
-	// The chart's NOTES for this mode: where each file goes and the exact
-	// apiserver flags and volumes.
-	files[kubeadmDir+"/NOTES.txt"] = []byte(out[charts.Trousseau+"/templates/NOTES.txt"])
-	cfg, err := charts.PluginConfig(staticPodValues)
+	files[kubeadmDir+"/trousseau-static-pod.yaml"] = []byte(manifest)
+	var pod corev1.Pod
+	if err := yaml.UnmarshalStrict([]byte(manifest), &pod); err != nil {
+		return fmt.Errorf("decode the rendered static-pod manifest: %w", err)
+	}
+	raw, err := charts.PluginConfig(staticPodValues)
 	if err != nil {
 		return err
 	}
-	files[kubeadmDir+"/trousseau.yaml"] = cfg
+	var cfg config.Config
+	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
+		return fmt.Errorf("decode the rendered plugin config: %w", err)
+	}
+	files[kubeadmDir+"/trousseau.yaml"] = append([]byte(pluginConfigHeader), raw...)
+	readme, err := kubeadmReadme(pod, cfg, chartVersion)
+	if err != nil {
+		return err
+	}
+	files[kubeadmDir+"/README.md"] = readme
 	return nil
+}
+
+// pluginConfigHeader opens kubeadm/trousseau.yaml: the one value an operator
+// must change is a placeholder, and the file is not usable until it is.
+const pluginConfigHeader = `# Trousseau plugin config for the static pod (kubeadm/README.md, step 2).
+# EDIT provider.vault.address: ` + VaultPlaceholder + ` is a placeholder.
+# Use an https URL that resolves and routes from the control-plane host
+# itself (the static pod uses the host resolver and starts before CoreDNS).
+`
+
+//go:embed kubeadm-README.md.tmpl
+var kubeadmReadmeTemplate string
+
+// kubeadmReadme fills the README from the rendered static pod and plugin
+// config and from controlplane, so every path it names is the one the
+// files next to it use.
+func kubeadmReadme(pod corev1.Pod, cfg config.Config, chartVersion string) ([]byte, error) {
+	flags := controlplane.APIServerFlags(controlplane.EncryptionConfigDir)
+	var flagList []string
+	for k, v := range flags {
+		flagList = append(flagList, "--"+k+"="+v)
+	}
+	sort.Strings(flagList)
+	args := pod.Spec.Containers[0].Args
+	var creds []string
+	if a := cfg.Provider.Vault.Auth.AppRole; a != nil {
+		creds = []string{a.RoleIDFile, a.SecretIDFile}
+	}
+	data := map[string]any{
+		"ConfigDir":        controlplane.EncryptionConfigDir,
+		"ConfigFile":       path.Join(controlplane.EncryptionConfigDir, controlplane.EncryptionConfigFile),
+		"SocketDir":        controlplane.SocketDir,
+		"Flags":            flagList,
+		"PluginConfig":     args[len(args)-1],
+		"ManifestFile":     "/etc/kubernetes/manifests/trousseau.yaml",
+		"CredentialFiles":  creds,
+		"ReadyzURL":        "http://" + cfg.Ops.Address + "/readyz",
+		"VaultPlaceholder": VaultPlaceholder,
+		"ChartVersion":     chartVersion,
+		"EtcdPrefix":       etcdproof.Prefix,
+		"Provider":         controlplane.ProviderName,
+	}
+	t, err := template.New("kubeadm-README.md").Option("missingkey=error").Parse(kubeadmReadmeTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("parse the kubeadm README template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("write the kubeadm README: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 func yamlDocs(header string, docs ...any) ([]byte, error) {

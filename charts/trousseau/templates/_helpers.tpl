@@ -23,7 +23,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: kms-plugin
 app.kubernetes.io/part-of: trousseau
+{{- /* The kubelet, not Helm, runs a static pod: claiming managed-by Helm would mislead. */}}
+{{- if ne .Values.deployment.mode "staticPod" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
 {{- end -}}
 
 {{- define "trousseau.serviceAccountName" -}}
@@ -34,9 +37,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The ops port, the part after the last colon of ops.address. */}}
+{{/*
+The ops address: ops.address, or the mode's default. A static pod shares the
+host network, so it binds loopback unless told otherwise; a DaemonSet pod has
+its own network namespace, where 0.0.0.0 is only the pod IP.
+*/}}
+{{- define "trousseau.opsAddress" -}}
+{{- if .Values.ops.address -}}
+{{- .Values.ops.address -}}
+{{- else if eq .Values.deployment.mode "staticPod" -}}
+127.0.0.1:8787
+{{- else -}}
+0.0.0.0:8787
+{{- end -}}
+{{- end -}}
+
+{{/* The ops port, the part after the last colon of the ops address. */}}
 {{- define "trousseau.opsPort" -}}
-{{- last (splitList ":" .Values.ops.address) -}}
+{{- last (splitList ":" (include "trousseau.opsAddress" .)) -}}
+{{- end -}}
+
+{{/* The ops host without IPv6 brackets; empty, 0.0.0.0 or :: mean every address. */}}
+{{- define "trousseau.opsHost" -}}
+{{- $a := include "trousseau.opsAddress" . -}}
+{{- trimAll "[]" (trimSuffix (printf ":%s" (include "trousseau.opsPort" .)) $a) -}}
+{{- end -}}
+
+{{/* Where the static pod's probes (and an operator on the host) reach the ops server. */}}
+{{- define "trousseau.opsProbeHost" -}}
+{{- $h := include "trousseau.opsHost" . -}}
+{{- if has $h (list "" "0.0.0.0" "::") -}}127.0.0.1{{- else -}}{{- $h -}}{{- end -}}
 {{- end -}}
 
 {{/* Where the projected ServiceAccount token is mounted (kubernetes auth). */}}
@@ -56,6 +86,7 @@ Cross-field checks the JSON schema cannot express. Each message names the fix.
 */}}
 {{- define "trousseau.validate" -}}
 {{- $v := .Values -}}
+{{- $_ := required "vault.address is required: set it to your Vault's URL, e.g. --set vault.address=https://vault.example.com:8200 (there is no default, so that no cluster silently talks to a dev Vault)." $v.vault.address -}}
 {{- if and (eq $v.deployment.mode "staticPod") (eq $v.auth.method "kubernetes") -}}
 {{- fail "auth.method=kubernetes cannot be used with deployment.mode=staticPod: static pods cannot mount ServiceAccount tokens. Use auth.method=approle, token or cert (credentials in host files), or deployment.mode=daemonSet." -}}
 {{- end -}}
@@ -144,7 +175,7 @@ rotated credential file is seen without a restart.
 {{- if $v.vault.namespace -}}{{- $_ := set $vault "namespace" $v.vault.namespace -}}{{- end -}}
 {{- $cfg := dict
   "socket" (dict "path" $v.socket.path "mode" $v.socket.mode "shutdownGrace" $v.socket.shutdownGrace)
-  "ops" (dict "address" $v.ops.address)
+  "ops" (dict "address" (include "trousseau.opsAddress" .))
   "log" (dict "format" $v.log.format "level" $v.log.level)
   "status" (dict "refreshInterval" $v.status.refreshInterval)
   "provider" (dict "vault" $vault) -}}
@@ -153,15 +184,17 @@ rotated credential file is seen without a restart.
 
 {{/*
 The plugin pod spec, shared by the DaemonSet and the static pod. Static pods
-get the host network (they run before any CNI), no ServiceAccount and no
-ConfigMap; the DaemonSet gets the projected token for kubernetes auth.
+get the host network (they run before any CNI) and the host's resolver (they
+run before CoreDNS, so cluster DNS would make Vault unresolvable on a cold
+start), no ServiceAccount and no ConfigMap; the DaemonSet gets the projected
+token for kubernetes auth.
 */}}
 {{- define "trousseau.podSpec" -}}
 {{- $static := eq .Values.deployment.mode "staticPod" -}}
 {{- $hostDirs := fromJsonArray (include "trousseau.hostDirs" .) -}}
 {{- if $static }}
 hostNetwork: true
-dnsPolicy: ClusterFirstWithHostNet
+dnsPolicy: Default
 {{- else }}
 serviceAccountName: {{ include "trousseau.serviceAccountName" . }}
 {{- with .Values.deployment.nodeSelector }}
@@ -197,6 +230,10 @@ containers:
         protocol: TCP
     livenessProbe:
       httpGet:
+        {{- if $static }}
+        # hostNetwork: the kubelet probes this host address.
+        host: {{ include "trousseau.opsProbeHost" . }}
+        {{- end }}
         path: /livez
         port: ops
       periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
@@ -204,6 +241,10 @@ containers:
       failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
     readinessProbe:
       httpGet:
+        {{- if $static }}
+        # hostNetwork: the kubelet probes this host address.
+        host: {{ include "trousseau.opsProbeHost" . }}
+        {{- end }}
         path: /readyz
         port: ops
       periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
