@@ -123,11 +123,19 @@ func TestFieldCase16ColdStartWith2000Secrets(t *testing.T) {
 		t.Errorf("plugin served %v Decrypt calls for %d distinct DEK seeds (limit %v): Decrypt calls track Secrets, not seeds", decrypts, len(seeds), limit)
 	}
 	// The plugin merges those simultaneous misses (plugin/server
-	// decryptFlights), so Vault sees each seed exactly once: more means
-	// identical Decrypts were not coalesced, fewer that the plugin kept seeds
-	// across the apiserver restart, which it must not.
-	if want := float64(len(seeds)); vault != want {
-		t.Errorf("plugin made %v Vault decrypt requests for %d distinct DEK seeds (%v Decrypt calls), want exactly one per seed", vault, len(seeds), decrypts)
+	// decryptFlights) into one Vault request per seed, but only calls that
+	// overlap in time: it keeps no seeds. The apiserver's cache miss and its
+	// RPC are not atomic, so a worker that missed while the first call for a
+	// seed was in flight, but whose RPC arrives after that call returned (it
+	// lost the CPU, or the answer was not in the apiserver's cache yet),
+	// starts a second Vault request for that seed. Measured on a loaded
+	// 2-core host, 4 seeds, 8 runs: 4, 4, 5, 4, 5, 4, 6, 4 requests. A third
+	// request for one seed would need an RPC delayed past that whole second
+	// call as well, so the bound is two per seed; without coalescing it was
+	// about 8 per seed (31 for 4). Fewer than one per seed would mean the
+	// plugin kept seeds across the apiserver restart, which it must not.
+	if lo, hi := float64(len(seeds)), float64(2*len(seeds)); vault < lo || vault > hi {
+		t.Errorf("plugin made %v Vault decrypt requests for %d distinct DEK seeds (%v Decrypt calls), want one per seed plus at most one straggler each (%v..%v)", vault, len(seeds), decrypts, lo, hi)
 	}
 	if decrypts == 0 {
 		t.Error("no Decrypt call after an apiserver restart: the metric or the restart is wrong")
