@@ -1,9 +1,15 @@
 # The trousseau KMS plugin image: one static binary on distroless/static.
-# Build: docker build -t ghcr.io/trousseau-io/trousseau:dev .
-# The kind appliance builds it this way and loads it into the nodes.
+# Build: docker build --build-arg VERSION=0.1.0 -t <registry>/trousseau:0.1.0 .
+# ghcr.io/trousseau-io/trousseau is where a release would publish it; nothing
+# is published yet. The kind appliance builds it and loads it into the nodes.
 
 ARG GO_VERSION=1.26
 
+# Base images are referenced by tag here, not by digest: this repository is
+# developed without registry access, so no digest could be looked up and
+# verified, and a made-up digest would be worse than none. A release must pin
+# both FROM lines as tag@sha256:<digest> (e.g. from `docker buildx imagetools
+# inspect`), so a rebuilt tag cannot change what the plugin runs on.
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src
 # Modules first, so source edits do not re-download them.
