@@ -66,7 +66,7 @@ func (k *Kind) helmConfig(namespace string) (*action.Configuration, error) {
 }
 
 // helmTest is `helm test`: it runs the release's test hooks (for
-// charts/trousseau, a pod that reads /readyz through the metrics Service).
+// charts/trousseau, a pod that waits until every DaemonSet pod is ready).
 func (k *Kind) helmTest(release, namespace string) error {
 	cfg, err := k.helmConfig(namespace)
 	if err != nil {
