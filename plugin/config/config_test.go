@@ -174,8 +174,9 @@ func TestLoadErrorsNameTheSource(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{name: "unknown key", file: "socket: {path: /a.sock, moed: \"0600\"}\n", wantErr: `unknown field "socket.moed"`},
-		{name: "unknown provider", file: "provider: {awskms: {}}\n", wantErr: `unknown field "provider.awskms"`},
+		{name: "unknown key", file: "socket: {path: /a.sock, moed: \"0600\"}\n", wantErr: `unknown field "socket.moed": did you mean socket.mode?`},
+		{name: "miscased key", file: "provider: {vault: {keyname: k}}\n", wantErr: `unknown field "provider.vault.keyname": did you mean provider.vault.keyName?`},
+		{name: "unknown provider", file: "provider: {awskms: {}}\n", wantErr: `unknown field "provider.awskms": check the key's spelling`},
 		{name: "unquoted number as duration", file: "status: {refreshInterval: 20}\n", wantErr: `status.refreshInterval: must be a duration string such as "20s", got a number`},
 		{name: "word as duration", file: "provider: {vault: {requestTimeout: two}}\n", wantErr: `provider.vault.requestTimeout: invalid duration "two": use a value such as "2s"`},
 		{name: "zero duration in file", file: "status: {refreshInterval: 0s}\n", wantErr: `status.refreshInterval: must be positive, got "0s"`},

@@ -276,9 +276,30 @@ func decodeStrict(b []byte, c *Config) (problems []error, err error) {
 		problems = append(problems, err)
 	}
 	for _, e := range strictErrs {
-		problems = append(problems, fmt.Errorf("%w (check the key's spelling, case and nesting against the documented example)", e))
+		hint := "check the key's spelling, case and nesting against the documented example"
+		var fe sigsjson.FieldError
+		if errors.As(e, &fe) && strings.HasPrefix(e.Error(), "unknown field") {
+			if best := closest(fe.FieldPath(), knownKeys()); distance(fe.FieldPath(), best) <= 3 {
+				hint = "did you mean " + best + "?"
+			}
+		}
+		problems = append(problems, fmt.Errorf("%w: %s", e, hint))
 	}
 	return problems, nil
+}
+
+// knownKeys lists every YAML key path, leaves and the mappings above them.
+func knownKeys() []string {
+	var keys []string
+	for _, f := range fields {
+		parts := strings.Split(f.key, ".")
+		for i := range parts {
+			if k := strings.Join(parts[:i+1], "."); !contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
 }
 
 func applyDefaults(c *Config) {

@@ -8,6 +8,9 @@
 // which the provider reads with package secretfile.
 //
 // Decoding is strict: an unknown or misspelt key is an error naming it.
+// Check, the one entry point of serve and check-config, also validates the
+// result and reads every credential and TLS file it names, and reports every
+// problem it finds at once.
 package config
 
 import (
