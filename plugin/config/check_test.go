@@ -125,7 +125,7 @@ provider:
 		`unknown field "socket.moed"`, `unknown field "log.levle"`, `unknown field "provider.vault.adress"`, // every unknown key
 		`socket.mode: must be a string such as "0600"`, `status.refreshInterval: must be positive`, // every type error
 		"provider.vault.address: must be a string",
-		"log.format: must be json or text",                                      // Validate ran on what parsed
+		"log.format: must be json or text",                                        // Validate ran on what parsed
 		"provider.vault.auth.token.tokenFile: credential file /nonexistent/token", // and the files were checked
 	} {
 		if !strings.Contains(msg, want) {
