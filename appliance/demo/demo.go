@@ -101,7 +101,7 @@ func Run(ctx context.Context, rt runtime.Runtime, p *progress.Printer, started t
 	p.Say("  go tool mage rotate    rotate the Transit key and migrate every Secret")
 	p.Say("  go tool mage audit     check from etcd that nothing is plaintext or on an old key")
 	p.Say("  go tool mage migrate   move every Secret onto the current key without rotating")
-	p.Say("  go tool mage down      stop everything and discard the dev Vault's keys, so every Secret")
+	p.Say("  go tool mage down      stop everything; the dev Vault's keys, and so every Secret, are discarded")
 	if st, err := rt.Status(ctx); err == nil && st.Logs != "" {
 		p.Say("Logs: %s", st.Logs)
 	}

@@ -149,6 +149,7 @@ func TestStatusMarksOnlyRunningAndHealthyAsGoodAndFailsOtherwise(t *testing.T) {
 		{"all healthy", []runtime.Component{healthy}, nil, []string{"✓ etcd"}, "✗"},
 		{"unhealthy plugin", []runtime.Component{healthy, sick}, []string{"unhealthy: trousseau", "logs"}, []string{"✓ etcd", "✗ trousseau"}, "✓ trousseau"},
 		{"killed apiserver", []runtime.Component{healthy, gone}, []string{"not running: kube-apiserver", "go tool mage demo` restarts only what is missing", "only to discard everything"}, []string{"✗ kube-apiserver"}, "✓ kube-apiserver"},
+		{"dead vault", []runtime.Component{healthy, {Name: "vault", Detail: "stopped"}}, []string{"not running: vault", "the dev Vault is gone"}, []string{"✗ vault"}, "✓ vault"},
 		{"nothing runs", []runtime.Component{{Name: "etcd", Detail: "not running"}}, []string{"not running: start it with `go tool mage demo`"}, []string{"✗ etcd"}, "✓"},
 	} {
 		var out bytes.Buffer
@@ -165,6 +166,9 @@ func TestStatusMarksOnlyRunningAndHealthyAsGoodAndFailsOtherwise(t *testing.T) {
 			if !strings.Contains(out.String(), m) {
 				t.Errorf("%s: output lacks %q:\n%s", tc.name, m, out.String())
 			}
+		}
+		if tc.name == "dead vault" && err != nil && strings.Contains(err.Error(), "keeps the Secrets") {
+			t.Errorf("with the dev Vault gone, status promises the Secrets survive a restart: %v", err)
 		}
 		if strings.Contains(out.String(), tc.forbidMark) {
 			t.Errorf("%s: output has %q:\n%s", tc.name, tc.forbidMark, out.String())

@@ -152,7 +152,12 @@ func printStatus(p *progress.Printer, st runtime.Status) error {
 	var problems, fixes []string
 	if len(down) > 0 {
 		problems = append(problems, "not running: "+strings.Join(down, ", "))
-		fixes = append(fixes, "`go tool mage demo` restarts only what is missing and keeps the Secrets")
+		fix := "`go tool mage demo` restarts only what is missing and keeps the Secrets"
+		if vaultGone(down) {
+			fix = "the dev Vault is gone, and with its in-memory key every stored Secret: `go tool mage demo` " +
+				"starts a fresh stack and says what it discards"
+		}
+		fixes = append(fixes, fix)
 	}
 	if len(unhealthy) > 0 {
 		problems = append(problems, "unhealthy: "+strings.Join(unhealthy, ", "))
@@ -165,13 +170,31 @@ func printStatus(p *progress.Printer, st runtime.Status) error {
 		st.Runtime, strings.Join(problems, "; "), strings.Join(fixes, "; "))
 }
 
+// vaultGone reports whether the dev Vault is among the stopped components:
+// both runtimes name its row "vault…". Then no restart keeps the Secrets.
+func vaultGone(down []string) bool {
+	for _, n := range down {
+		if strings.HasPrefix(n, "vault") {
+			return true
+		}
+	}
+	return false
+}
+
 // withLogs adds where the logs are to a failure, so the person knows where
 // to look next.
 func withLogs(ctx context.Context, rt runtime.Runtime, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if st, serr := rt.Status(ctx); serr == nil && st.Logs != "" {
-		return fmt.Errorf("%w\nlogs: %s", err, st.Logs)
+	st, serr := rt.Status(ctx)
+	if serr != nil || st.Logs == "" {
+		return err
+	}
+	// On a stack that never started there is nothing new in the logs.
+	for _, c := range st.Components {
+		if c.Running {
+			return fmt.Errorf("%w\nlogs: %s", err, st.Logs)
+		}
 	}
 	return err
 }

@@ -119,9 +119,9 @@ func Select(opts Options) (Runtime, error) {
 	}
 	if c.name == "kind" && c.forced {
 		if err := dockerPing(); err != nil {
-			return nil, fmt.Errorf("%s=kind, but no Docker engine answered (%v). kind runs the cluster in Docker containers, "+
+			return nil, fmt.Errorf("%s, but no Docker engine answered (%v). kind runs the cluster in Docker containers, "+
 				"so it needs a running engine: start Docker (or fix DOCKER_HOST), or unset %s to use the local runtime, "+
-				"which runs the same components as processes", EnvRuntime, err, EnvRuntime)
+				"which runs the same components as processes", c.why, err, EnvRuntime)
 		}
 	}
 	mu.Lock()
