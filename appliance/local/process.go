@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trousseau-io/trousseau/appliance/progress"
+	"github.com/trousseau-io/trousseau/appliance/runtime"
 )
 
 // proc is one supervised process: a binary, its pid file and its log file.
@@ -119,7 +120,8 @@ func stop(ctx context.Context, pidFile, bin string, sig syscall.Signal, grace ti
 	}
 	// A stopped process must be continued to act on SIGTERM.
 	_ = syscall.Kill(pid, syscall.SIGCONT)
-	deadline := time.Now().Add(grace)
+	started := time.Now()
+	deadline := started.Add(grace)
 	for alive(pid, bin) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -132,7 +134,9 @@ func stop(ctx context.Context, pidFile, bin string, sig syscall.Signal, grace ti
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return runtime.WaitEnded(ctx, "waiting for "+filepath.Base(bin)+" to stop", started, func(waited time.Duration) error {
+				return fmt.Errorf("%s (pid %d) still runs after %s: %w", filepath.Base(bin), pid, waited, ctx.Err())
+			})
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

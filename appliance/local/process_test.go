@@ -104,3 +104,32 @@ func TestWaitHealthyReportsACancelAsInterruptedNotAsATimeout(t *testing.T) {
 		t.Fatalf("waitHealthy after a cancel: %v, want an interruption, not a timeout", err)
 	}
 }
+
+func TestStopReportsACancelAsInterrupted(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// A process that ignores SIGTERM, so stop has to wait out its grace.
+	p := proc{name: "stubborn", bin: "/bin/sh", args: []string{"-c", `trap "" TERM; exec ` + sleep + ` 300`},
+		pidFile: filepath.Join(dir, "s.pid"), logFile: filepath.Join(dir, "s.log")}
+	pid, err := start(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	deadline := time.Now().Add(5 * time.Second)
+	for !alive(pid, sleep) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stubborn process never exec'd sleep")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	err = stop(ctx, p.pidFile, sleep, syscall.SIGTERM, time.Minute)
+	if !errors.Is(err, runtime.ErrInterrupted) {
+		t.Fatalf("stop after a cancel: %v, want an interruption", err)
+	}
+}
