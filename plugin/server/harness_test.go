@@ -1,12 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"context"
+	"github.com/trousseau-io/trousseau/plugin/internal/logbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,29 +17,11 @@ import (
 	"github.com/trousseau-io/trousseau/plugin/kms"
 )
 
-// syncBuffer is a log sink that the server's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	srv    *Server
 	path   string
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	client kmsapi.KeyManagementServiceClient
 	cancel context.CancelFunc
 	done   chan error
@@ -78,7 +59,7 @@ func startServerAt(t testing.TB, path string, p kms.Provider, o harnessOptions) 
 	if o.grace == 0 {
 		o.grace = 5 * time.Second
 	}
-	h := &harness{path: path, reg: prometheus.NewRegistry(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{path: path, reg: prometheus.NewRegistry(), logs: &logbuf.Buffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := New(Options{Provider: p, Logger: log, Registerer: h.reg, RefreshInterval: o.refresh, ShutdownGrace: o.grace})
 	if err != nil {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/trousseau-io/trousseau/vault-dev/vaultdevtest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,40 +21,15 @@ import (
 
 // One dev Vault serves every test of the package; it starts on first use so
 // tests that only need the fake run without the Vault binary.
-var shared struct {
-	once sync.Once
-	srv  *vaultdev.Server
-	dir  string
-	err  error
-}
+var shared = vaultdevtest.Shared{}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-	if shared.dir != "" {
-		_ = os.RemoveAll(shared.dir)
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 
-func devVault(t testing.TB) *vaultdev.Server {
-	t.Helper()
-	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "trousseau-transit-vault-")
-		if shared.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		shared.srv, shared.err = vaultdev.Start(ctx, vaultdev.Options{Dir: shared.dir})
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.srv
-}
+func devVault(t testing.TB) *vaultdev.Server { return shared.Get(t) }
 
 var keySeq atomic.Int64
 

@@ -3,11 +3,11 @@ package transit
 import (
 	"bytes"
 	"context"
+	"github.com/trousseau-io/trousseau/plugin/internal/logbuf"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +102,7 @@ func TestFieldCase08ShortLivedAppRoleTokensUnderContinuousLoad(t *testing.T) {
 	t.Parallel()
 	const loop = 70 * time.Second
 	cfg, creds := isolatedKey(t, vaultdev.BootstrapOptions{TokenTTL: 10 * time.Second, TokenMaxTTL: 30 * time.Second})
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
 	p, err := New(context.Background(), cfg, Options{Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -445,21 +445,4 @@ func prefix(ct []byte) string {
 		return string(ct[:12])
 	}
 	return string(ct)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -8,11 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/trousseau-io/trousseau/vault-dev/vaultdevtest"
 	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,40 +24,15 @@ import (
 
 // One TLS dev Vault serves the package (cert auth needs TLS); it starts on
 // first use so the fake-only tests run without the Vault binary.
-var shared struct {
-	once sync.Once
-	srv  *vaultdev.Server
-	dir  string
-	err  error
-}
+var shared = vaultdevtest.Shared{TLS: true}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-	if shared.dir != "" {
-		_ = os.RemoveAll(shared.dir)
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 
-func devVault(t *testing.T) *vaultdev.Server {
-	t.Helper()
-	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "trousseau-vaultauth-vault-")
-		if shared.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		shared.srv, shared.err = vaultdev.Start(ctx, vaultdev.Options{Dir: shared.dir, TLS: true})
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.srv
-}
+func devVault(t *testing.T) *vaultdev.Server { return shared.Get(t) }
 
 // pluginClient is configured like the plugin's: the dev CA, optionally a
 // client certificate, and no token.

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/trousseau-io/trousseau/plugin/internal/logbuf"
 	"io"
 	"net"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,28 +27,11 @@ import (
 	"github.com/trousseau-io/trousseau/plugin/internal/fakevault"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // plugin is one `trousseau serve` run inside the test process, with the real
 // provider factory.
 type plugin struct {
 	socket string
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 	client kmsservice.Service
@@ -78,7 +61,7 @@ func writeFile(t testing.TB, path, content string) string {
 // accepts.
 func startServe(t testing.TB, dir, configYAML string, extraArgs ...string) *plugin {
 	t.Helper()
-	p := &plugin{socket: filepath.Join(dir, "kms.sock"), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &plugin{socket: filepath.Join(dir, "kms.sock"), logs: &logbuf.Buffer{}, done: make(chan error, 1)}
 	cfgPath := writeFile(t, filepath.Join(dir, "trousseau.yaml"), configYAML)
 	args := append([]string{"--config", cfgPath, "--socket-path", p.socket, "--ops-address", "127.0.0.1:0",
 		"--log-level", "debug", "--status-refresh-interval", "1s"}, extraArgs...)
