@@ -168,14 +168,16 @@ func (k *Kind) reloadSuccesses(ctx context.Context) (map[string]float64, error) 
 	return out, nil
 }
 
-// waitReload waits until every apiserver reports one more successful
-// reload than before. The apiserver polls the file once a minute and
-// health-checks the new providers before it swaps.
-func (k *Kind) waitReload(ctx context.Context, before map[string]float64) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+// waitReload waits until every apiserver reports, through read (normally
+// reloadSuccesses), one more successful reload than before. The apiserver
+// polls the file once a minute and health-checks the new providers before
+// it swaps.
+func waitReload(parent context.Context, before map[string]float64, read func(context.Context) (map[string]float64, error)) error {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(parent, 3*time.Minute)
 	defer cancel()
 	for {
-		now, err := k.reloadSuccesses(ctx)
+		now, err := read(ctx)
 		done := err == nil
 		for node, b := range before {
 			if now[node] <= b {
@@ -187,9 +189,11 @@ func (k *Kind) waitReload(ctx context.Context, before map[string]float64) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver did not report %s{status=\"success\"} within 3m (before %v, now %v, last error %v). "+
-				"A failed reload keeps the old config: check `kubectl -n kube-system logs` of kube-apiserver for \"encryption config\"",
-				reloadMetric, before, now, err)
+			return runtime.WaitEnded(parent, "waiting for every kube-apiserver to reload the EncryptionConfiguration", started, func(waited time.Duration) error {
+				return fmt.Errorf("kube-apiserver did not report %s{status=\"success\"} within %s (before %v, now %v, last error %v). "+
+					"A failed reload keeps the old config: check `kubectl -n kube-system logs` of kube-apiserver for \"encryption config\"",
+					reloadMetric, waited, before, now, err)
+			})
 		case <-time.After(5 * time.Second):
 		}
 	}
@@ -329,9 +333,12 @@ func (k *Kind) PluginStatus(ctx context.Context) (runtime.PluginStatus, error) {
 	return runtime.PluginStatusAt(ctx, k.hostSocket(0))
 }
 
-// waitFor polls cond every second until it holds or the timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// waitFor polls cond every second until it holds or the timeout passes. A
+// cancelled parent reads as an interruption, and a timeout names how long
+// it really waited (a parent deadline may end it before timeout).
+func waitFor(parent context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	started := time.Now()
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var last error
 	for {
@@ -344,7 +351,9 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("timed out after %s waiting for %s (last error: %v)", timeout, what, last)
+			return runtime.WaitEnded(parent, "waiting for "+what, started, func(waited time.Duration) error {
+				return fmt.Errorf("timed out after %s waiting for %s (last error: %v)", waited, what, last)
+			})
 		case <-time.After(time.Second):
 		}
 	}

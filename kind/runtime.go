@@ -25,6 +25,26 @@ import (
 
 func init() {
 	runtime.Register("kind", func(o runtime.Options) (runtime.Runtime, error) { return New(o) })
+	runtime.RegisterStateCheck("kind", hasState)
+}
+
+// hasState reports whether a kind stack of this instance, running or
+// half-made, left its state: the EncryptionConfiguration is written before
+// the cluster is created and the kubeconfig once it is, and Down removes
+// both. It probes nothing, so status and down address the kind stack that
+// exists rather than whatever a fresh Docker probe would pick.
+func hasState(o runtime.Options) bool {
+	opts, err := instanceConfig(o)
+	if err != nil {
+		return false
+	}
+	k := &Kind{opts: opts}
+	for _, f := range []string{k.Kubeconfig(), k.encryptionFile()} {
+		if _, err := os.Stat(f); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // EnvNodeImage overrides the node image, e.g. to run CI on older
@@ -77,6 +97,7 @@ const (
 // Kind is the kind runtime. It implements runtime.Runtime.
 type Kind struct {
 	repo     string
+	instance string
 	opts     ConfigOptions
 	p        *progress.Printer
 	provider *cluster.Provider
@@ -94,17 +115,24 @@ func New(o runtime.Options) (*Kind, error) {
 	if o.RepoRoot == "" {
 		return nil, errors.New("kind runtime: RepoRoot is empty")
 	}
+	opts, err := instanceConfig(o)
+	if err != nil {
+		return nil, err
+	}
 	if err := engineAnswers(); err != nil {
+		// The local runtime cannot reach a kind stack, so with one on disk
+		// the only fixes are Docker itself or forgetting the stack.
+		if hasState(o) {
+			return nil, fmt.Errorf("a kind stack's state is in %s, and the kind runtime needs a running Docker engine to reach it, "+
+				"but none answered: %w.\nStart Docker (or point DOCKER_HOST at it); or, if that cluster is gone for good, "+
+				"remove %s so the local runtime is picked", opts.StateDir, err, opts.StateDir)
+		}
 		return nil, fmt.Errorf("the kind runtime needs a running Docker engine, and none answered: %w.\n"+
 			"Start Docker (or point DOCKER_HOST at it), or use the local runtime, which needs no Docker: "+
 			"TROUSSEAU_RUNTIME=local go tool mage demo", err)
 	}
 	if o.Progress == nil {
 		o.Progress = progress.Default()
-	}
-	opts, err := instanceConfig(o)
-	if err != nil {
-		return nil, err
 	}
 	opts.NodeImage = os.Getenv(EnvNodeImage)
 	if n := os.Getenv(EnvControlPlanes); n != "" {
@@ -122,6 +150,7 @@ func New(o runtime.Options) (*Kind, error) {
 	}
 	return &Kind{
 		repo:      o.RepoRoot,
+		instance:  o.Instance,
 		opts:      opts,
 		p:         o.Progress,
 		vaultMode: vaultMode,
@@ -147,6 +176,25 @@ func instanceConfig(o runtime.Options) (ConfigOptions, error) {
 	}
 	opts.StateDir = dir
 	return opts, nil
+}
+
+// downHint is the command that deletes this instance's cluster and state,
+// as Down does. Mage targets address only the default instance, so any
+// other (the e2e's) is named by its cluster and directory.
+func (k *Kind) downHint() string {
+	if k.instance == "" {
+		return "`go tool mage down`"
+	}
+	return fmt.Sprintf("`kind delete cluster --name %s && rm -rf %s` (mage targets address only the default instance, not %q)",
+		k.opts.Name, k.opts.StateDir, k.instance)
+}
+
+// upHint is what creates this instance's stack.
+func (k *Kind) upHint() string {
+	if k.instance == "" {
+		return "`go tool mage demo`"
+	}
+	return fmt.Sprintf("instance %q is created by the run that uses it (`go tool mage e2e` for \"e2e\")", k.instance)
 }
 
 // engineAnswers pings the Docker engine's API (a docker CLI on PATH proves

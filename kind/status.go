@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trousseau-io/trousseau/appliance/runtime"
@@ -13,26 +14,35 @@ import (
 
 // Status implements runtime.Runtime: the nodes, then the pods that make the
 // stack (apiservers, the dev Vault, the plugins), and the plugin's Status.
+// A node or pod that runs but is not ready, and a plugin whose healthz is
+// not "ok", are marked unhealthy, so status never shows them as good.
 func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
-	st := runtime.Status{Runtime: k.Name(), Kubeconfig: k.Kubeconfig()}
+	st := runtime.Status{Runtime: k.Name(), Kubeconfig: k.Kubeconfig(), Logs: k.logsWhere()}
 	exists, err := k.clusterExists()
 	if err != nil {
 		return st, err
 	}
 	if !exists {
-		st.Components = append(st.Components, runtime.Component{Name: "kind cluster " + k.opts.Name, Detail: "not created: `go tool mage demo`"})
+		st.Components = append(st.Components, runtime.Component{Name: "kind cluster " + k.opts.Name, Detail: "not created: " + k.upHint()})
 		return st, nil
 	}
 	all, err := k.provider.ListNodes(k.opts.Name)
 	if err != nil {
 		return st, err
 	}
-	for _, n := range all {
-		st.Components = append(st.Components, runtime.Component{Name: "node", ID: n.String(), Running: true})
-	}
 	cs, err := runtime.Clientset(k)
 	if err != nil {
 		return st, err
+	}
+	registered := map[string]*corev1.Node{}
+	nodes, nodesErr := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if nodesErr == nil {
+		for i := range nodes.Items {
+			registered[nodes.Items[i].Name] = &nodes.Items[i]
+		}
+	}
+	for _, n := range all {
+		st.Components = append(st.Components, nodeComponent(n.String(), registered[n.String()], nodesErr))
 	}
 	for _, q := range []struct{ ns, selector, name string }{
 		{"kube-system", "component=kube-apiserver", "kube-apiserver"},
@@ -44,29 +54,94 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 			st.Components = append(st.Components, runtime.Component{Name: q.name, Detail: err.Error()})
 			continue
 		}
-		for _, p := range pods.Items {
-			ready := false
-			for _, c := range p.Status.Conditions {
-				if c.Type == "Ready" && c.Status == "True" {
-					ready = true
-				}
-			}
-			detail := "ready"
-			if !ready {
-				detail = "not ready (" + string(p.Status.Phase) + ")"
-			}
+		// A component without a pod is down, not absent from the table.
+		if len(pods.Items) == 0 {
 			st.Components = append(st.Components, runtime.Component{
-				Name: q.name, Running: p.Status.Phase == "Running", ID: p.Name, Address: p.Spec.NodeName, Detail: detail,
+				Name: q.name, Detail: fmt.Sprintf("no pod in namespace %s matches %s: %s", q.ns, q.selector, k.upHint()),
 			})
 		}
+		for _, p := range pods.Items {
+			st.Components = append(st.Components, podComponent(q.name, p))
+		}
 	}
-	if ps, err := k.PluginStatus(ctx); err == nil {
-		st.Components = append(st.Components, runtime.Component{
-			Name: "plugin Status RPC", Running: true, Address: "unix://" + k.hostSocket(0),
-			Detail: fmt.Sprintf("healthz %q, key_id %s", ps.Healthz, ps.KeyID),
-		})
-	} else {
-		st.Components = append(st.Components, runtime.Component{Name: "plugin Status RPC", Detail: strings.TrimSpace(err.Error())})
-	}
+	ps, err := k.PluginStatus(ctx)
+	st.Components = append(st.Components, pluginStatusComponent("unix://"+k.hostSocket(0), ps, err))
 	return st, nil
+}
+
+// nodeComponent maps a kind node (a running container) to a status row,
+// healthy when Kubernetes reports it Ready. When the node list failed the
+// health is unknown and left unmarked, with the reason.
+func nodeComponent(id string, n *corev1.Node, listErr error) runtime.Component {
+	c := runtime.Component{Name: "node", ID: id, Running: true}
+	switch {
+	case listErr != nil:
+		c.Detail = "readiness unknown: " + listErr.Error()
+	case n == nil:
+		c.Unhealthy, c.Detail = true, "not registered with the apiserver"
+	default:
+		c.Unhealthy, c.Detail = true, "NotReady"
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				c.Unhealthy, c.Detail = false, "Ready"
+			} else if cond.Type == corev1.NodeReady && cond.Message != "" {
+				c.Detail = "NotReady: " + cond.Message
+			}
+		}
+	}
+	return c
+}
+
+// podComponent maps a pod to a status row: running is the pod's phase,
+// healthy its Ready condition (for the plugin, its /readyz). A not-ready
+// pod names the container state that keeps it so, e.g. CrashLoopBackOff.
+func podComponent(name string, p corev1.Pod) runtime.Component {
+	c := runtime.Component{Name: name, ID: p.Name, Address: p.Spec.NodeName, Running: p.Status.Phase == corev1.PodRunning}
+	ready := false
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	if ready && c.Running {
+		c.Detail = "ready"
+		return c
+	}
+	c.Unhealthy = c.Running
+	why := []string{string(p.Status.Phase)}
+	for _, s := range p.Status.ContainerStatuses {
+		switch {
+		case s.State.Waiting != nil && s.State.Waiting.Reason != "":
+			why = append(why, s.Name+": "+s.State.Waiting.Reason)
+		case s.State.Running != nil && !s.Ready:
+			why = append(why, s.Name+": running, not ready")
+		}
+	}
+	c.Detail = "not ready (" + strings.Join(why, "; ") + ")"
+	return c
+}
+
+// pluginStatusComponent maps the plugin's KMS Status RPC to a status row:
+// an answer other than healthz "ok" is what kube-apiserver also sees, so
+// the row is unhealthy even though the plugin answered.
+func pluginStatusComponent(address string, ps runtime.PluginStatus, err error) runtime.Component {
+	c := runtime.Component{Name: "plugin Status RPC", Address: address}
+	if err != nil {
+		c.Detail = strings.TrimSpace(err.Error())
+		return c
+	}
+	c.Running = true
+	c.Unhealthy = ps.Healthz != "ok"
+	c.Detail = fmt.Sprintf("healthz %q, key_id %s", ps.Healthz, ps.KeyID)
+	if c.Unhealthy {
+		c.Detail = "unhealthy: " + c.Detail
+	}
+	return c
+}
+
+// logsWhere tells a person where the logs are: kind keeps them in the
+// nodes, so it names the commands that fetch them.
+func (k *Kind) logsWhere() string {
+	return fmt.Sprintf("`KUBECONFIG=%s kubectl -n %s logs -l app.kubernetes.io/name=trousseau --prefix` (every plugin pod); "+
+		"`kind export logs --name %s` (every node and pod)", k.Kubeconfig(), charts.ReleaseNamespace, k.opts.Name)
 }

@@ -69,7 +69,7 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	}
 	if changed {
 		if err := k.p.Step("switch to KMS first and wait for every apiserver's automatic reload (polls each minute)", func() error {
-			return k.waitReload(ctx, before)
+			return waitReload(ctx, before, k.reloadSuccesses)
 		}); err != nil {
 			return err
 		}
@@ -127,7 +127,7 @@ func (k *Kind) create() error {
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false))
 	if err != nil {
-		return fmt.Errorf("kind create cluster %s: %w\nFix: `go tool mage down`, then retry; `docker ps -a` shows leftover nodes", k.opts.Name, err)
+		return fmt.Errorf("kind create cluster %s: %w\nFix: %s, then retry; `docker ps -a` shows leftover nodes", k.opts.Name, err, k.downHint())
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func (k *Kind) installVault(ctx context.Context, cs kubernetes.Interface) error 
 		}
 		var token string
 		err = waitFor(ctx, time.Minute, "the persistent Vault to answer through the apiserver proxy", func() (bool, error) {
-			token, err = initAndUnseal(ctx, c, k.path("vault", "init.json"))
+			token, err = k.initAndUnseal(ctx, c)
 			return err == nil, err
 		})
 		if err != nil {
@@ -78,7 +78,7 @@ func (k *Kind) ensureRootToken(ctx context.Context, cs kubernetes.Interface) err
 		return nil
 	case getErr == nil:
 		return fmt.Errorf("the cluster's dev Vault token Secret exists but %s is gone (%v): "+
-			"the root token cannot be recovered. Run `go tool mage down` and start again", k.rootTokenFile(), readErr)
+			"the root token cannot be recovered. Start again: %s", k.rootTokenFile(), readErr, k.downHint())
 	case !apierrors.IsNotFound(getErr):
 		return fmt.Errorf("read Secret %s/%s: %w", VaultNamespace, vaultRootTokenSecret, getErr)
 	}
@@ -263,6 +263,16 @@ func (k *Kind) signalVault(ctx context.Context, sig string) error {
 // PauseVault implements runtime.Runtime.
 func (k *Kind) PauseVault(ctx context.Context) error { return k.signalVault(ctx, "STOP") }
 
+// initAndUnseal is initAndUnseal on this instance's unseal material, with
+// the command that starts over when that material is gone.
+func (k *Kind) initAndUnseal(ctx context.Context, c *vaultapi.Client) (string, error) {
+	token, err := initAndUnseal(ctx, c, k.path("vault", "init.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w. Start over: %s", err, k.downHint())
+	}
+	return token, err
+}
+
 // ResumeVault implements runtime.Runtime. A persistent Vault that the
 // kubelet restarted meanwhile (it has a liveness probe) comes back sealed,
 // so it is unsealed again.
@@ -276,7 +286,7 @@ func (k *Kind) ResumeVault(ctx context.Context) error {
 		return cerr
 	}
 	return waitFor(ctx, 2*time.Minute, "the persistent Vault to be unsealed", func() (bool, error) {
-		_, err := initAndUnseal(ctx, c, k.path("vault", "init.json"))
+		_, err := k.initAndUnseal(ctx, c)
 		return err == nil, err
 	})
 }

@@ -41,8 +41,9 @@ func initAndUnseal(ctx context.Context, c *vaultapi.Client, initFile string) (st
 	} else {
 		b, err := os.ReadFile(initFile)
 		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("the persistent Vault is initialised but its unseal material %s is gone: its data, and every "+
-				"Secret encrypted with it, cannot be recovered. Run `go tool mage down` to start over", initFile)
+			// The caller names the command that starts over: it depends on the instance.
+			return "", fmt.Errorf("the persistent Vault is initialised but its unseal material is gone (%w): its data, and every "+
+				"Secret encrypted with it, cannot be recovered", err)
 		}
 		if err != nil {
 			return "", err
