@@ -38,6 +38,7 @@ type stack struct {
 	socket      string
 	creds       *vaultdev.Credentials
 	plugin      *server.Server
+	provider    *transit.Provider
 	transformer value.Transformer
 	health      func() error
 	key         string
@@ -125,7 +126,7 @@ func newStack(t testing.TB, key string) *stack {
 		t.Fatalf("health check is %q, want kms-providers", check.Name())
 	}
 	return &stack{
-		vault: v, plugin: srv, transformer: tr, key: key, socket: sockPath, creds: creds,
+		vault: v, plugin: srv, transformer: tr, key: key, socket: sockPath, creds: creds, provider: provider,
 		health: func() error {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/healthz", nil)
 			return check.Check(req)
