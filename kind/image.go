@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 
 	"github.com/trousseau-io/trousseau/appliance/progress"
@@ -36,8 +37,20 @@ func (k *Kind) buildAndLoadImage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	for _, n := range all {
-		f, err := os.Open(k.imageArchive())
+	return loadArchive(all, k.imageArchive())
+}
+
+// loadArchive loads the image archive into every Kubernetes node. An HA
+// cluster also has kind's external load balancer container, which has no
+// containerd (LoadImageArchive would fail on it), so only the internal nodes
+// are loaded, as `kind load` does.
+func loadArchive(all []nodes.Node, archive string) error {
+	internal, err := nodeutils.InternalNodes(all)
+	if err != nil {
+		return fmt.Errorf("read the node roles: %w", err)
+	}
+	for _, n := range internal {
+		f, err := os.Open(archive)
 		if err != nil {
 			return err
 		}

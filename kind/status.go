@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/kind/pkg/cluster/constants"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 
 	"github.com/trousseau-io/trousseau/appliance/runtime"
 	"github.com/trousseau-io/trousseau/charts"
@@ -35,15 +37,13 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 		return st, err
 	}
 	registered := map[string]*corev1.Node{}
-	nodes, nodesErr := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodeList, nodesErr := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if nodesErr == nil {
-		for i := range nodes.Items {
-			registered[nodes.Items[i].Name] = &nodes.Items[i]
+		for i := range nodeList.Items {
+			registered[nodeList.Items[i].Name] = &nodeList.Items[i]
 		}
 	}
-	for _, n := range all {
-		st.Components = append(st.Components, nodeComponent(n.String(), registered[n.String()], nodesErr))
-	}
+	st.Components = append(st.Components, nodeRows(all, registered, nodesErr)...)
 	for _, q := range []struct{ ns, selector, name string }{
 		{"kube-system", "component=kube-apiserver", "kube-apiserver"},
 		{VaultNamespace, "app.kubernetes.io/instance=" + VaultRelease, "vault (" + k.vaultMode + ")"},
@@ -67,6 +67,25 @@ func (k *Kind) Status(ctx context.Context) (runtime.Status, error) {
 	ps, err := k.PluginStatus(ctx)
 	st.Components = append(st.Components, pluginStatusComponent("unix://"+k.hostSocket(0), ps, err))
 	return st, nil
+}
+
+// nodeRows maps kind's containers to status rows. An HA cluster's external
+// load balancer is a container of the cluster but never a Kubernetes node,
+// so it gets its own row instead of reading as an unregistered node.
+func nodeRows(all []nodes.Node, registered map[string]*corev1.Node, listErr error) []runtime.Component {
+	var rows []runtime.Component
+	for _, n := range all {
+		role, err := n.Role()
+		switch {
+		case err != nil:
+			rows = append(rows, runtime.Component{Name: "node", ID: n.String(), Running: true, Detail: "role unknown: " + err.Error()})
+		case role == constants.ExternalLoadBalancerNodeRoleValue:
+			rows = append(rows, runtime.Component{Name: "load balancer", ID: n.String(), Running: true, Detail: "kind's apiserver load balancer"})
+		default:
+			rows = append(rows, nodeComponent(n.String(), registered[n.String()], listErr))
+		}
+	}
+	return rows
 }
 
 // nodeComponent maps a kind node (a running container) to a status row,
