@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,51 @@ func TestStatusShowsTheHALoadBalancerAsItsOwnRow(t *testing.T) {
 	}
 	if !rows[1].OK() || rows[1].Name != "load balancer" || rows[1].ID != lb.name {
 		t.Errorf("load balancer row %+v, want its own healthy row", rows[1])
+	}
+}
+
+// TestPluginSocketIsDialableFromADeepCheckout: the host path of a node's
+// socket grows with the checkout's path, and past 107 bytes connect(2)
+// refuses it; PluginStatus must still reach the plugin.
+func TestPluginSocketIsDialableFromADeepCheckout(t *testing.T) {
+	deep := filepath.Join(t.TempDir(), strings.Repeat("checkout-", 6), ".trousseau", "instances", "e2e", "kind", "nodes", "control-plane-0", "socket")
+	if err := os.MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(deep, "kms.sock")
+	if len(sock) <= maxUnixPath {
+		t.Fatalf("test path %s is too short to exercise the limit", sock)
+	}
+	// Bind through a relative path, as the plugin inside the node binds its short one.
+	t.Chdir(deep)
+	ln, err := net.Listen("unix", "kms.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		t.Fatalf("dialing the %d-byte path worked: the limit this test guards is gone", len(sock))
+	}
+	path, cleanup, err := dialablePath(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial %s (for %s): %v", path, sock, err)
+	}
+	c.Close()
+	cleanup()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("the short link %s outlives the call: %v", path, err)
+	}
+	if short, _, _ := dialablePath("/var/run/trousseau/kms.sock"); short != "/var/run/trousseau/kms.sock" {
+		t.Errorf("a short path is rewritten to %s", short)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -330,7 +332,38 @@ func (k *Kind) PluginID(context.Context) (string, error) {
 // PluginStatus implements runtime.Runtime through the first node's socket
 // mount on the host (a Linux Docker engine shares bind-mounted sockets).
 func (k *Kind) PluginStatus(ctx context.Context) (runtime.PluginStatus, error) {
-	return runtime.PluginStatusAt(ctx, k.hostSocket(0))
+	sock, cleanup, err := dialablePath(k.hostSocket(0))
+	if err != nil {
+		return runtime.PluginStatus{}, err
+	}
+	defer cleanup()
+	return runtime.PluginStatusAt(ctx, sock)
+}
+
+// maxUnixPath is the longest socket path connect(2) takes on Linux:
+// sun_path is 108 bytes including the terminating NUL.
+const maxUnixPath = 107
+
+// dialablePath returns a path to sock that connect(2) accepts. The host
+// path of a node's socket lies under the repository's state directory
+// (.trousseau/instances/e2e/kind/nodes/control-plane-0/socket/kms.sock), so
+// a checkout a few directories deep exceeds sun_path and every dial fails
+// with "invalid argument". connect follows symlinks, so a longer path is
+// reached through a symlink in a fresh temporary directory.
+func dialablePath(sock string) (string, func(), error) {
+	if len(sock) <= maxUnixPath {
+		return sock, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "trousseau-sock-")
+	if err != nil {
+		return "", nil, fmt.Errorf("the plugin socket path %s is longer than a unix socket path may be (%d bytes), and a short link to it failed: %w", sock, maxUnixPath, err)
+	}
+	link := filepath.Join(dir, filepath.Base(sock))
+	if err := os.Symlink(sock, link); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("link %s to the plugin socket %s: %w", link, sock, err)
+	}
+	return link, func() { os.RemoveAll(dir) }, nil
 }
 
 // waitFor polls cond every second until it holds or the timeout passes. A
