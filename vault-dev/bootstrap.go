@@ -35,6 +35,11 @@ type BootstrapOptions struct {
 	// TokenTTL and TokenMaxTTL bound the tokens the role issues; Vault's
 	// defaults when zero. Tests shorten them to exercise renewal and re-login.
 	TokenTTL, TokenMaxTTL time.Duration
+	// BoundCIDRs, when set, restricts where the secret-id may log in from
+	// and where the issued token may be used (the local appliance binds
+	// 127.0.0.1/32); unbound when empty, as a plugin pod's address is not
+	// known in advance.
+	BoundCIDRs []string
 	// CredentialsDir receives role-id and secret-id (0600). It must exist.
 	CredentialsDir string
 }
@@ -94,7 +99,12 @@ func Bootstrap(ctx context.Context, root *vaultapi.Client, opts BootstrapOptions
 		return nil, err
 	}
 	rolePath := "auth/" + opts.AppRoleMount + "/role/" + opts.RoleName
-	role := map[string]any{"token_policies": []string{opts.PolicyName}}
+	// Without the default policy the token holds exactly policy.hcl:
+	// no cubbyhole, response wrapping or identity lookups it never uses.
+	// An empty list, not null, so a re-run without BoundCIDRs unbinds.
+	cidrs := append([]string{}, opts.BoundCIDRs...)
+	role := map[string]any{"token_policies": []string{opts.PolicyName}, "token_no_default_policy": true,
+		"secret_id_bound_cidrs": cidrs, "token_bound_cidrs": cidrs}
 	if opts.TokenTTL > 0 {
 		role["token_ttl"] = opts.TokenTTL.String()
 	}
@@ -120,8 +130,18 @@ func Bootstrap(ctx context.Context, root *vaultapi.Client, opts BootstrapOptions
 	if err := writeSecret(creds.RoleIDFile, roleID.Data["role_id"]); err != nil {
 		return nil, err
 	}
+	previous, _ := os.ReadFile(creds.SecretIDFile)
 	if err := writeSecret(creds.SecretIDFile, secretID.Data["secret_id"]); err != nil {
 		return nil, err
+	}
+	// The secret-id just replaced would otherwise stay valid forever (no
+	// TTL: the plugin re-reads the file at every login and must keep
+	// working on a long-lived stack), so a re-run leaves exactly one.
+	// Vault answers success for a secret-id it does not know.
+	if old := strings.TrimSpace(string(previous)); old != "" {
+		if _, err := root.Logical().WriteWithContext(ctx, rolePath+"/secret-id/destroy", map[string]any{"secret_id": old}); err != nil {
+			return nil, fmt.Errorf("destroy the replaced secret-id of %s: %w", rolePath, err)
+		}
 	}
 	return creds, nil
 }

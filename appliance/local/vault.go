@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 
@@ -28,6 +29,10 @@ func (l *Local) startVault(ctx context.Context) (string, error) {
 	}
 	if _, err := vaultdev.Bootstrap(ctx, srv.RootClient(), vaultdev.BootstrapOptions{
 		TransitMount: transitMount, KeyName: transitKey, CredentialsDir: l.vaultDir(),
+		// Everything runs on loopback here, so a copied secret-id or token is
+		// useless from anywhere else. The plugin renews its token and logs in
+		// again before the max TTL, so short lifetimes cost nothing.
+		BoundCIDRs: []string{"127.0.0.1/32"}, TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour,
 	}); err != nil {
 		srv.Stop()
 		return "", fmt.Errorf("bootstrap the dev Vault (Transit, policy, AppRole): %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -137,6 +138,31 @@ func TestForbiddenAnswerWithAValidTokenIsPermissionDeniedWithoutLogin(t *testing
 	}
 	if got := fv.Logins() - before; got != 0 {
 		t.Fatalf("%d logins for policy denials, want 0", got)
+	}
+}
+
+// A non-JSON error body (a proxy's page, or whatever answers at a wrong
+// address) may echo the request. Its content never reaches the error, which
+// ends up in logs and healthz: for encrypt that would be the DEK seed.
+func TestForeignErrorBodiesAreNotQuoted(t *testing.T) {
+	s := seed(t)
+	b64 := base64.StdEncoding.EncodeToString(s)
+	echo := `<html><body>upstream error, request was {"plaintext":"` + b64 + `","key_version":1}</body></html>`
+	for _, status := range []int{400, 403, 502} {
+		fv := fakevault.New(t)
+		p := newProvider(t, fakeConfig(t, fv.URL), nil)
+		id := mustKeyID(t, p)
+		fv.Inject("/v1/transit/encrypt/k", fakevault.Fault{Status: status, Body: echo})
+		_, err := p.Encrypt(apiserverCtx(t), id, s)
+		if err == nil {
+			t.Fatalf("HTTP %d: no error", status)
+		}
+		if strings.Contains(err.Error(), b64) || strings.Contains(err.Error(), "upstream error") {
+			t.Fatalf("HTTP %d: the error quotes the foreign body with the seed: %v", status, err)
+		}
+		if status != 403 && !strings.Contains(err.Error(), fmt.Sprintf("an answer of %d bytes that is not Vault's JSON error format", len(echo))) {
+			t.Errorf("HTTP %d: the error does not say the answer was not Vault's: %v", status, err)
+		}
 	}
 }
 

@@ -357,7 +357,8 @@ func (p *Provider) call(ctx context.Context, op string, fn func(context.Context,
 }
 
 // classify maps a Vault client error to the kms taxonomy. Messages quote
-// Vault's error strings, which never echo request data.
+// only Vault's own error strings (vaultauth.VaultReason): a foreign body might
+// echo the base64 DEK seed of an encrypt.
 func (p *Provider) classify(ctx context.Context, op string, err error) error {
 	var ke *kms.Error
 	if errors.As(err, &ke) {
@@ -370,15 +371,15 @@ func (p *Provider) classify(ctx context.Context, op string, err error) error {
 	if errors.As(err, &re) {
 		switch {
 		case re.StatusCode == 400 && (op == "decrypt" || op == "encrypt"):
-			return kms.Errorf(kms.InvalidInput, "%s on %s rejected as invalid (HTTP 400): %s", op, p.where, strings.Join(re.Errors, "; "))
+			return kms.Errorf(kms.InvalidInput, "%s on %s rejected as invalid (HTTP 400): %s", op, p.where, vaultauth.VaultReason(re))
 		case re.StatusCode == 401 || re.StatusCode == 403:
 			return kms.Errorf(kms.PermissionDenied, "%s on %s denied (HTTP %d) to a valid token: %s", op, p.where, re.StatusCode, p.denialFix(op))
 		case re.StatusCode == 404:
 			return kms.Errorf(kms.NotFound, "%s on %s: not found (HTTP 404): check provider.vault.transitMount and keyName", op, p.where)
 		case re.StatusCode == 412 || re.StatusCode == 429 || re.StatusCode >= 500:
-			return kms.Errorf(kms.Unavailable, "%s on %s: Vault is unavailable (HTTP %d): %s", op, p.where, re.StatusCode, strings.Join(re.Errors, "; "))
+			return kms.Errorf(kms.Unavailable, "%s on %s: Vault is unavailable (HTTP %d): %s", op, p.where, re.StatusCode, vaultauth.VaultReason(re))
 		default:
-			return kms.Errorf(kms.Internal, "%s on %s: unexpected Vault answer (HTTP %d): %s", op, p.where, re.StatusCode, strings.Join(re.Errors, "; "))
+			return kms.Errorf(kms.Internal, "%s on %s: unexpected Vault answer (HTTP %d): %s", op, p.where, re.StatusCode, vaultauth.VaultReason(re))
 		}
 	}
 	var syntaxErr *json.SyntaxError

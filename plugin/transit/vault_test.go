@@ -354,9 +354,12 @@ func policyFor(cfg config.Vault, ops ...string) string {
 		}
 		b.WriteString("path \"" + cfg.TransitMount + "/" + op + "/" + cfg.KeyName + "\" { capabilities = [\"" + c + "\"] }\n")
 	}
-	if b.Len() == 0 {
-		return "# nothing\n"
-	}
+	// Bootstrap's role has no default policy: keep the token's self paths,
+	// as policy.hcl does, so only the Transit paths vary.
+	b.WriteString(`path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+path "sys/capabilities-self" { capabilities = ["update"] }
+`)
 	return b.String()
 }
 

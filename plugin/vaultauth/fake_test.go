@@ -87,23 +87,30 @@ func keys(m map[string]any) []string {
 }
 
 func TestLoginFailuresAreKmsErrorsNamingTheMethod(t *testing.T) {
+	const vaultBody = `{"errors":["invalid role or secret ID"]}`
+	// Not Vault's format: what a proxy or a wrong address may answer,
+	// echoing the login request and so the secret_id.
+	const echoBody = `<html>502 Bad Gateway upstream said: {"role_id":"r","secret_id":"s3cr3t-id-value"}</html>`
 	for _, tc := range []struct {
 		status int
+		body   string
 		want   kms.Kind
 		fix    string
 	}{
-		{400, kms.PermissionDenied, "invalid role or secret ID: check that provider.vault.auth.approle.roleIDFile and secretIDFile hold a current role_id"}, // approle's answer to a bad secret_id
-		{403, kms.PermissionDenied, "check that provider.vault.auth.approle.roleIDFile"},
-		{404, kms.NotFound, "run `vault auth enable -path=approle approle`, or correct provider.vault.auth.approle.mount"},
-		{429, kms.Unavailable, "Vault is unavailable (HTTP 429)"},
-		{503, kms.Unavailable, "Vault is unavailable (HTTP 503)"},
+		{400, vaultBody, kms.PermissionDenied, "invalid role or secret ID: check that provider.vault.auth.approle.roleIDFile and secretIDFile hold a current role_id"}, // approle's answer to a bad secret_id
+		{403, vaultBody, kms.PermissionDenied, "check that provider.vault.auth.approle.roleIDFile"},
+		{404, vaultBody, kms.NotFound, "run `vault auth enable -path=approle approle`, or correct provider.vault.auth.approle.mount"},
+		{429, vaultBody, kms.Unavailable, "Vault is unavailable (HTTP 429)"},
+		{503, vaultBody, kms.Unavailable, "Vault is unavailable (HTTP 503)"},
+		{502, echoBody, kms.Unavailable, "not Vault's JSON error format, not quoted"},
+		{400, echoBody, kms.PermissionDenied, "not Vault's JSON error format, not quoted"},
 	} {
 		fv := fakevault.New(t)
 		dir := t.TempDir()
 		auth := newAuth(t, fakeClient(t, fv.URL), config.VaultAuth{Method: "approle", AppRole: &config.AppRoleAuth{
 			RoleIDFile: writeFile(t, dir, "role-id", "r"), SecretIDFile: writeFile(t, dir, "secret-id", "s3cr3t-id-value"),
 		}}, config.VaultTLS{})
-		fv.Inject("/v1/auth/approle/login", fakevault.Fault{Status: tc.status, Body: `{"errors":["invalid role or secret ID"]}`})
+		fv.Inject("/v1/auth/approle/login", fakevault.Fault{Status: tc.status, Body: tc.body})
 		err := auth.Do(context.Background(), lookupSelf)
 		if kms.KindOf(err) != tc.want {
 			t.Fatalf("HTTP %d: got %v (%v), want %v", tc.status, kms.KindOf(err), err, tc.want)

@@ -294,19 +294,19 @@ func (a *Authenticator) ttlSeconds() float64 {
 }
 
 // classifyLogin turns a login failure into a kms error that names the method,
-// the address and the fix. Vault's messages are safe to quote: they never
-// echo the submitted secret.
+// the address and the fix. Vault's own messages never echo the submitted
+// secret; anything else is only measured (VaultReason).
 func (a *Authenticator) classifyLogin(err error) error {
 	what := fmt.Sprintf("Vault login (%s) at %s", a.method.describe(), a.client.Address())
 	var re *vaultapi.ResponseError
 	switch {
 	case errors.As(err, &re) && (re.StatusCode == 429 || re.StatusCode >= 500):
-		return kms.Errorf(kms.Unavailable, "%s: Vault is unavailable (HTTP %d): %v", what, re.StatusCode, re.Errors)
+		return kms.Errorf(kms.Unavailable, "%s: Vault is unavailable (HTTP %d): %s", what, re.StatusCode, VaultReason(re))
 	case errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
 		return kms.Errorf(kms.NotFound, "%s: auth mount not found (HTTP 404): %s", what, mountFix(a.method))
 	case errors.As(err, &re):
 		return kms.Errorf(kms.PermissionDenied, "%s was refused (HTTP %d): %s: %s",
-			what, re.StatusCode, strings.Join(re.Errors, "; "), refusalFix(a.method))
+			what, re.StatusCode, VaultReason(re), refusalFix(a.method))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return kms.Errorf(kms.Unavailable, "%s: no answer in time: %v", what, err)
 	case errors.As(err, new(credentialError)):
@@ -348,8 +348,28 @@ func mountFix(m method) string {
 }
 
 func errText(err error) string {
-	if err == nil {
+	var re *vaultapi.ResponseError
+	switch {
+	case err == nil:
 		return "token cannot be extended further"
+	case errors.As(err, &re):
+		return fmt.Sprintf("HTTP %d: %s", re.StatusCode, VaultReason(re))
+	default:
+		return err.Error()
 	}
-	return err.Error()
+}
+
+// VaultReason is what may be quoted from a failed Vault answer: Vault's JSON
+// error strings, which never echo request data. A body in any other format
+// (a proxy's page, or whatever answers at a wrong address, which may echo the
+// request with its secret_id, JWT or DEK seed) is measured, never quoted.
+func VaultReason(re *vaultapi.ResponseError) string {
+	if !re.RawError {
+		return strings.Join(re.Errors, "; ")
+	}
+	n := 0
+	for _, e := range re.Errors {
+		n += len(e)
+	}
+	return fmt.Sprintf("an answer of %d bytes that is not Vault's JSON error format, not quoted in case it echoes the request: check that provider.vault.address is Vault itself and no proxy rewrites its errors", n)
 }

@@ -215,6 +215,17 @@ provider:
 			if err != nil || !bytes.Equal(got, seed) {
 				t.Fatalf("Decrypt = %x, %v; want the seed back", got, err)
 			}
+			// A failing call is logged with its error: a proxy's non-JSON page
+			// echoing the request (and so this seed) must not be quoted in it.
+			echoed := make([]byte, 32)
+			if _, err := rand.Read(echoed); err != nil {
+				t.Fatal(err)
+			}
+			fv.Inject("/v1/transit/encrypt/kubernetes", fakevault.Fault{Status: 502, Times: 2,
+				Body: "<html>Bad Gateway: upstream rejected {\"plaintext\":\"" + base64.StdEncoding.EncodeToString(echoed) + "\"}</html>"})
+			if _, err := p.client.Encrypt(ctx, "uid-enc-0002", echoed); err == nil {
+				t.Fatal("Encrypt through a failing proxy succeeded")
+			}
 			if code, body := httpGet(t, p.opsURL(t)+"/metrics"); code != 200 || !strings.Contains(body, `trousseau_rpc_duration_seconds_count{code="OK",method="Encrypt"} 1`) {
 				t.Fatalf("/metrics = %d, lacks the Encrypt series:\n%s", code, body)
 			}
@@ -235,9 +246,14 @@ provider:
 					}
 				}
 			}
-			for form, s := range leakForms(seed) {
-				if strings.Contains(logs, s) {
-					t.Errorf("logs contain the seed (%s form)", form)
+			if !strings.Contains(logs, "not Vault's JSON error format") {
+				t.Errorf("the failed Encrypt's error is not in the logs; the grep below proves nothing for it:\n%s", logs)
+			}
+			for _, sd := range [][]byte{seed, echoed} {
+				for form, s := range leakForms(sd) {
+					if strings.Contains(logs, s) {
+						t.Errorf("logs contain a seed (%s form)", form)
+					}
 				}
 			}
 		})
