@@ -9,6 +9,10 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/trousseau-io/trousseau/appliance/controlplane"
@@ -40,6 +44,9 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	}
 	cs, err := runtime.Clientset(k)
 	if err != nil {
+		return err
+	}
+	if err := untaintControlPlanes(ctx, cs); err != nil {
 		return err
 	}
 	if err := k.p.Step(fmt.Sprintf("install the %s Vault (charts/vault-dev, Helm configmap storage)", k.vaultMode), func() error { return k.installVault(ctx, cs) }); err != nil {
@@ -175,4 +182,41 @@ func (k *Kind) writeEncryptionConfig(mode controlplane.Mode) (bool, error) {
 func (k *Kind) SetEncryptionMode(_ context.Context, mode controlplane.Mode) error {
 	_, err := k.writeEncryptionConfig(mode)
 	return err
+}
+
+// controlPlaneTaint is the taint kubeadm puts on every control-plane node.
+const controlPlaneTaint = "node-role.kubernetes.io/control-plane"
+
+// untaintControlPlanes lets ordinary pods (the dev Vault, the chart's helm
+// test pod, the e2e's workloads) run on the control-plane nodes. The
+// cluster has no workers, and kind removes kubeadm's control-plane taint
+// only from a single-node cluster: with 3 control planes every such pod
+// would stay Pending and the Helm wait would time out.
+func untaintControlPlanes(ctx context.Context, cs kubernetes.Interface) error {
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	for _, n := range list.Items {
+		if !slices.ContainsFunc(n.Spec.Taints, isControlPlaneTaint) {
+			continue
+		}
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Taints = slices.DeleteFunc(cur.Spec.Taints, isControlPlaneTaint)
+			_, err = cs.CoreV1().Nodes().Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("remove the control-plane taint from node %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+func isControlPlaneTaint(t corev1.Taint) bool {
+	return t.Key == controlPlaneTaint && t.Effect == corev1.TaintEffectNoSchedule
 }
