@@ -3,11 +3,13 @@ package kind
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -151,30 +153,86 @@ func (k *Kind) proveEncrypted(ctx context.Context) error {
 // reloadMetric counts the apiserver's successful EncryptionConfiguration reloads.
 const reloadMetric = "apiserver_encryption_config_controller_automatic_reloads_total"
 
-// reloadSuccesses reads reloadMetric{status="success"} from every apiserver
-// through its own node (kubectl on the node against 127.0.0.1), because in
-// HA the load balancer would pick one at random.
-func (k *Kind) reloadSuccesses(ctx context.Context) (map[string]float64, error) {
+// lastConfigMetric carries, as its hash label, "sha256:<hex>" of the
+// EncryptionConfiguration file the apiserver runs (k8s.io/apiserver
+// encryptionconfig/metrics; set at boot and on every successful reload).
+const lastConfigMetric = "apiserver_encryption_config_controller_last_config_info"
+
+// lastConfigHash finds lastConfigMetric's hash label. Its other label,
+// apiserver_id_hash, also ends in hash=, hence the separator.
+var lastConfigHash = regexp.MustCompile(`^` + lastConfigMetric + `\{(?:.*,)?hash="([^"]*)"`)
+
+// apiserverConfig is what one apiserver reports about its encryption config.
+type apiserverConfig struct {
+	// Reloads is reloadMetric{status="success"}.
+	Reloads float64
+	// Hash is the running file's hash, "" when the apiserver does not
+	// export lastConfigMetric.
+	Hash string
+}
+
+func (c apiserverConfig) String() string {
+	if c.Hash == "" {
+		return fmt.Sprintf("%g reloads", c.Reloads)
+	}
+	return fmt.Sprintf("%g reloads, runs %s", c.Reloads, c.Hash)
+}
+
+func parseAPIServerConfig(metrics string) apiserverConfig {
+	c := apiserverConfig{Reloads: runtime.SumMetric(metrics, reloadMetric, `status="success"`)}
+	for _, line := range strings.Split(metrics, "\n") {
+		if m := lastConfigHash.FindStringSubmatch(line); m != nil {
+			c.Hash = m[1]
+		}
+	}
+	return c
+}
+
+// runs reports whether an apiserver that reported before and reports now
+// runs the file whose hash is want. Where the apiserver names the hash of
+// the file it runs, that is the answer. Otherwise only a new successful
+// reload after a change tells; an unchanged file is taken as applied.
+func (now apiserverConfig) runs(before apiserverConfig, want string, changed bool) bool {
+	if now.Hash != "" {
+		return now.Hash == want
+	}
+	return !changed || now.Reloads > before.Reloads
+}
+
+// encryptionConfigHash is how the apiserver names a config file's content.
+func encryptionConfigHash(content []byte) string {
+	return fmt.Sprintf("sha256:%x", sha256.Sum256(content))
+}
+
+// apiserverConfigs reads every apiserver's metrics through its own node
+// (kubectl on the node against 127.0.0.1), because in HA the load balancer
+// would pick one at random.
+func (k *Kind) apiserverConfigs(ctx context.Context) (map[string]apiserverConfig, error) {
 	cps, err := k.controlPlanes()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
+	out := map[string]apiserverConfig{}
 	for _, n := range cps {
 		text, err := run(n, "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "--server=https://127.0.0.1:6443", "get", "--raw", "/metrics")
 		if err != nil {
 			return nil, fmt.Errorf("read kube-apiserver metrics: %w", err)
 		}
-		out[n.String()] = runtime.SumMetric(text, reloadMetric, `status="success"`)
+		out[n.String()] = parseAPIServerConfig(text)
 	}
 	return out, nil
 }
 
-// waitReload waits until every apiserver reports, through read (normally
-// reloadSuccesses), one more successful reload than before. The apiserver
-// polls the file once a minute and health-checks the new providers before
-// it swaps.
-func waitReload(parent context.Context, before map[string]float64, read func(context.Context) (map[string]float64, error)) error {
+// waitReload waits until every apiserver runs the config file whose hash is
+// want (read is normally apiserverConfigs; before is its answer from before
+// the file was written, changed whether the write changed it). Waiting on
+// the file's hash rather than only on one more reload also covers an Up
+// re-run after a reload that had not happened yet: the file is then
+// unchanged, but an apiserver may still run the old one. The apiserver polls
+// the file once a minute and health-checks the new providers before it
+// swaps.
+func waitReload(parent context.Context, before map[string]apiserverConfig, want string, changed bool,
+	read func(context.Context) (map[string]apiserverConfig, error)) error {
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(parent, 3*time.Minute)
 	defer cancel()
@@ -182,7 +240,7 @@ func waitReload(parent context.Context, before map[string]float64, read func(con
 		now, err := read(ctx)
 		done := err == nil
 		for node, b := range before {
-			if now[node] <= b {
+			if !now[node].runs(b, want, changed) {
 				done = false
 			}
 		}
@@ -192,9 +250,9 @@ func waitReload(parent context.Context, before map[string]float64, read func(con
 		select {
 		case <-ctx.Done():
 			return runtime.WaitEnded(parent, "waiting for every kube-apiserver to reload the EncryptionConfiguration", started, func(waited time.Duration) error {
-				return fmt.Errorf("kube-apiserver did not report %s{status=\"success\"} within %s (before %v, now %v, last error %v). "+
+				return fmt.Errorf("kube-apiserver did not run the new EncryptionConfiguration (%s) within %s (before %v, now %v, last error %v). "+
 					"A failed reload keeps the old config: check `kubectl -n kube-system logs` of kube-apiserver for \"encryption config\"",
-					reloadMetric, waited, before, now, err)
+					want, waited, before, now, err)
 			})
 		case <-time.After(5 * time.Second):
 		}

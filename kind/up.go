@@ -66,7 +66,7 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	if mode == controlplane.IdentityOnly {
 		return k.SetEncryptionMode(ctx, mode)
 	}
-	before, err := k.reloadSuccesses(ctx)
+	before, err := k.apiserverConfigs(ctx)
 	if err != nil {
 		return err
 	}
@@ -74,12 +74,14 @@ func (k *Kind) Up(ctx context.Context, mode controlplane.Mode) error {
 	if err != nil {
 		return err
 	}
-	if changed {
-		if err := k.p.Step("switch to KMS first and wait for every apiserver's automatic reload (polls each minute)", func() error {
-			return waitReload(ctx, before, k.reloadSuccesses)
-		}); err != nil {
-			return err
-		}
+	content, err := os.ReadFile(k.encryptionFile())
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", k.encryptionFile(), err)
+	}
+	if err := k.p.Step("switch to KMS first and wait until every apiserver runs it (automatic reload polls each minute)", func() error {
+		return waitReload(ctx, before, encryptionConfigHash(content), changed, k.apiserverConfigs)
+	}); err != nil {
+		return err
 	}
 	if err := k.p.Step("migrate existing Secrets (rewrite each unchanged)", func() error { _, err := migrate.Secrets(ctx, cs); return err }); err != nil {
 		return err

@@ -2,7 +2,9 @@ package kind
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,10 +20,10 @@ import (
 // the wait's own, ended it.
 func TestWaitsTellACtrlCFromATimeout(t *testing.T) {
 	never := func() (bool, error) { return false, errors.New("readyz: 503") }
-	stale := func(context.Context) (map[string]float64, error) {
-		return map[string]float64{"trousseau-control-plane": 1}, nil
+	stale := func(context.Context) (map[string]apiserverConfig, error) {
+		return map[string]apiserverConfig{"trousseau-control-plane": {Reloads: 1}}, nil
 	}
-	before := map[string]float64{"trousseau-control-plane": 1}
+	before := map[string]apiserverConfig{"trousseau-control-plane": {Reloads: 1}}
 	waits := []struct {
 		name, what, cause string
 		wait              func(context.Context) error
@@ -29,8 +31,8 @@ func TestWaitsTellACtrlCFromATimeout(t *testing.T) {
 		{"waitFor", "waiting for the plugin to be ready", "(last error: readyz: 503)", func(ctx context.Context) error {
 			return waitFor(ctx, 2*time.Minute, "the plugin to be ready", never)
 		}},
-		{"waitReload", "waiting for every kube-apiserver to reload", "now map[trousseau-control-plane:1]", func(ctx context.Context) error {
-			return waitReload(ctx, before, stale)
+		{"waitReload", "waiting for every kube-apiserver to reload", "now map[trousseau-control-plane:1 reloads]", func(ctx context.Context) error {
+			return waitReload(ctx, before, "sha256:new", true, stale)
 		}},
 	}
 	elapsed := regexp.MustCompile(`(?:after|within) ([0-9][0-9.hm]*m?s)\b`)
@@ -72,9 +74,55 @@ func TestWaitsTellACtrlCFromATimeout(t *testing.T) {
 	if err := waitFor(context.Background(), time.Minute, "x", func() (bool, error) { return true, nil }); err != nil {
 		t.Errorf("waitFor on a condition that holds: %v", err)
 	}
-	if err := waitReload(context.Background(), before, func(context.Context) (map[string]float64, error) {
-		return map[string]float64{"trousseau-control-plane": 2}, nil
+	if err := waitReload(context.Background(), before, "sha256:new", true, func(context.Context) (map[string]apiserverConfig, error) {
+		return map[string]apiserverConfig{"trousseau-control-plane": {Reloads: 2}}, nil
 	}); err != nil {
 		t.Errorf("waitReload after a reload: %v", err)
+	}
+}
+
+// TestReloadWaitFollowsTheFileEachAPIServerRuns: an apiserver that names
+// the hash of the config it runs is done exactly when that is the new
+// file's hash, also when Up re-runs with the file already written (its
+// reload may still be pending); one that does not name it is done after a
+// new successful reload, or at once when the file did not change.
+func TestReloadWaitFollowsTheFileEachAPIServerRuns(t *testing.T) {
+	content := []byte("kind: EncryptionConfiguration\n")
+	want := encryptionConfigHash(content)
+	if want != fmt.Sprintf("sha256:%x", sha256.Sum256(content)) {
+		t.Fatalf("hash %s is not the apiserver's sha256:<hex> of the file", want)
+	}
+	// The exposition format of k8s.io/apiserver's encryptionconfig metrics.
+	metrics := `# TYPE apiserver_encryption_config_controller_automatic_reloads_total counter
+apiserver_encryption_config_controller_automatic_reloads_total{apiserver_id_hash="sha256:14f9",status="failure"} 2
+apiserver_encryption_config_controller_automatic_reloads_total{apiserver_id_hash="sha256:14f9",status="success"} 3
+# TYPE apiserver_encryption_config_controller_last_config_info gauge
+apiserver_encryption_config_controller_last_config_info{apiserver_id_hash="sha256:14f9",hash="` + want + `"} 1
+`
+	got := parseAPIServerConfig(metrics)
+	if got.Reloads != 3 || got.Hash != want {
+		t.Fatalf("parsed %+v, want 3 successful reloads running %s", got, want)
+	}
+	old := apiserverConfig{Reloads: 3, Hash: "sha256:old"}
+	noHash := apiserverConfig{Reloads: 3}
+	for _, tc := range []struct {
+		name          string
+		before, now   apiserverConfig
+		changed, runs bool
+	}{
+		{"reloaded to the new file", old, got, true, true},
+		{"still on the old file", old, old, true, false},
+		{"re-run, reload still pending", old, old, false, false},
+		{"re-run, already applied", got, got, false, true},
+		{"no hash metric, reloaded", noHash, apiserverConfig{Reloads: 4}, true, true},
+		{"no hash metric, not yet", noHash, noHash, true, false},
+		{"no hash metric, unchanged file", noHash, noHash, false, true},
+	} {
+		if r := tc.now.runs(tc.before, want, tc.changed); r != tc.runs {
+			t.Errorf("%s: runs = %v, want %v", tc.name, r, tc.runs)
+		}
+	}
+	if parseAPIServerConfig("apiserver_request_total 1\n").Hash != "" {
+		t.Error("a hash read from metrics without lastConfigMetric")
 	}
 }
