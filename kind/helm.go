@@ -9,6 +9,9 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
+	releasecommon "helm.sh/helm/v4/pkg/release/common"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage"
 	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -44,6 +47,9 @@ func (k *Kind) helmApply(ctx context.Context, chartName, release, namespace stri
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("helm history %s: %w", release, err)
+	}
+	if err := unblockPending(cfg.Releases, release); err != nil {
+		return err
 	}
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace = namespace
@@ -82,6 +88,29 @@ func (k *Kind) helmTest(release, namespace string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("helm test %s in %s: %w", release, namespace, err)
+	}
+	return nil
+}
+
+// unblockPending marks a release whose last operation never finished
+// (pending-install/upgrade/rollback: an Up interrupted by Ctrl-C or killed
+// during Helm's wait) as failed. Helm refuses to upgrade a pending release
+// ("another operation is in progress") and nothing else would ever finish
+// it, so without this an interrupted Up could not be repaired by running it
+// again; upgrading from a failed release is what Helm allows.
+func unblockPending(releases *storage.Storage, name string) error {
+	last, err := releases.Last(name)
+	if err != nil {
+		return fmt.Errorf("helm: read the last release of %s: %w", name, err)
+	}
+	rel, ok := last.(*releasev1.Release)
+	if !ok || rel.Info == nil || !rel.Info.Status.IsPending() {
+		return nil
+	}
+	rel.Info.Description = fmt.Sprintf("%s interrupted; marked failed so the appliance can upgrade", rel.Info.Status)
+	rel.Info.Status = releasecommon.StatusFailed
+	if err := releases.Update(rel); err != nil {
+		return fmt.Errorf("helm: mark the interrupted release %s (revision %d) failed: %w", name, rel.Version, err)
 	}
 	return nil
 }
