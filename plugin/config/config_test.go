@@ -232,6 +232,7 @@ func TestValidateNamesTheFieldAndTheFix(t *testing.T) {
 	}{
 		{"relative socket path", func(c *Config) { c.Socket.Path = "run/kms.sock" }, "socket.path: must be an absolute path such as /var/run/trousseau/kms.sock"},
 		{"socket path too long", func(c *Config) { c.Socket.Path = "/" + strings.Repeat("a", 120) }, "socket.path: is 121 bytes"},
+		{"socket directory too long to bind in first", func(c *Config) { c.Socket.Path = "/" + strings.Repeat("a", 93) + "/kms.sock" }, "socket.path: is in a directory of 94 bytes"},
 		{"socket mode not octal", func(c *Config) { c.Socket.Mode = "rw-------" }, `socket.mode: "rw-------" is not octal`},
 		{"socket mode locks out the owner", func(c *Config) { c.Socket.Mode = "0400" }, "socket.mode: 0400 does not let the owner read and write"},
 		{"socket mode 0777", func(c *Config) { c.Socket.Mode = "0777" }, `socket.mode: 0777 lets every local user connect and decrypt Secrets: use "0600", or "0660" with a group shared with kube-apiserver`},

@@ -18,6 +18,10 @@ import (
 // 108 bytes including the terminating NUL).
 const maxSocketPath = 107
 
+// maxSocketDir leaves room for where server.Listen binds the socket before
+// linking it into place: <dir>/.<up to 10 digits>/s.
+const maxSocketDir = maxSocketPath - len("/.4294967295/s")
+
 // minRefreshInterval keeps the status loop from hammering the backend.
 const minRefreshInterval = time.Second
 
@@ -47,6 +51,8 @@ func (c Config) problems() []error {
 		add("socket.path", "must be an absolute path such as %s, got %q", controlplane.SocketPath(), p)
 	case len(p) > maxSocketPath:
 		add("socket.path", "is %d bytes, longer than the %d a unix socket path may have: choose a shorter path", len(p), maxSocketPath)
+	case len(filepath.Dir(p)) > maxSocketDir:
+		add("socket.path", "is in a directory of %d bytes; the plugin binds the socket in a private subdirectory there first, so the directory may have at most %d: choose a shorter directory", len(filepath.Dir(p)), maxSocketDir)
 	}
 	if m, err := c.Socket.FileMode(); err != nil {
 		errs = append(errs, err)

@@ -44,16 +44,29 @@ func Listen(path string, mode os.FileMode) (*Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	// Bind in a private directory, set the mode there, then link the socket
+	// into place: bound at path directly it would be reachable with the
+	// umask's mode until the chmod, and a connection accepted in that
+	// window would stay open.
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".")
 	if err != nil {
-		return nil, fmt.Errorf("listen on socket %s: %w", path, err)
+		return nil, fmt.Errorf("create a private directory next to socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on socket %s (bound first as %s; \"invalid argument\" means that is longer than 107 bytes: use a directory of at most 93): %w", path, bound, err)
 	}
 	// Remove is ours to call, after draining; see Socket.Remove.
 	l.SetUnlinkOnClose(false)
-	if err := os.Chmod(path, mode); err != nil {
+	if err := os.Chmod(bound, mode); err != nil {
 		l.Close()
-		os.Remove(path)
 		return nil, fmt.Errorf("set mode %04o on socket %s: %w", mode, path, err)
+	}
+	if err := os.Link(bound, path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("put socket %s in place: %w (if it exists, another plugin started at the same moment)", path, err)
 	}
 	info, err := os.Lstat(path)
 	if err != nil {

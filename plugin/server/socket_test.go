@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,66 @@ func TestListenCreatesTheSocketDirectory(t *testing.T) {
 	if info, err := os.Lstat(path); err != nil || info.Mode().Perm() != 0o660 {
 		t.Fatalf("socket mode = %v (%v), want the configured 0660", info.Mode().Perm(), err)
 	}
+}
+
+// A socket that is reachable before it gets its mode would let any local
+// user connect during that window, and a connection accepted then stays
+// open. Under umask 0 a bind alone yields 0777, so a watcher polling the
+// path while the plugin starts repeatedly must only ever see the mode.
+func TestFieldCase01SocketNeverAppearsWiderThanItsMode(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kms.sock")
+	stop := make(chan struct{})
+	seen := make(chan fs.FileMode, 1)
+	go func() {
+		defer close(seen)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if info, err := os.Lstat(path); err == nil && info.Mode().Perm() != 0o600 {
+				seen <- info.Mode().Perm()
+				return
+			}
+		}
+	}()
+	for range 300 {
+		sock, err := Listen(path, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock.Close()
+		if err := sock.Remove(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if mode, ok := <-seen; ok {
+		t.Fatalf("the socket was visible at %s with mode %04o before it got 0600", path, mode)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("Listen left %d entries behind in the socket directory, e.g. %s", len(entries), entries[0].Name())
+	}
+}
+
+// config accepts a socket directory of up to 93 bytes, leaving room for
+// where Listen binds first; that longest directory must work.
+func TestListenWorksInTheLongestDirectoryConfigAccepts(t *testing.T) {
+	base, err := os.MkdirTemp("", "trs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	dir := filepath.Join(base, strings.Repeat("d", 93-len(base)-1))
+	sock, err := Listen(filepath.Join(dir, "kms.sock"), 0o600)
+	if err != nil {
+		t.Fatalf("Listen in a directory of %d bytes: %v", len(dir), err)
+	}
+	sock.Close()
 }
 
 // apiserverClient is the exact gRPC client kube-apiserver uses for KMS v2.
