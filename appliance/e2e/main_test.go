@@ -36,6 +36,9 @@ var (
 	mode = controlplane.IdentityOnly
 )
 
+// keepOnFailureEnv keeps a failed stack running so its logs can be exported.
+const keepOnFailureEnv = "TROUSSEAU_E2E_KEEP_ON_FAILURE"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -58,7 +61,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "clean up an earlier stack:", err)
 		return 1
 	}
+	code := 1
 	defer func() {
+		// CI on Docker hosts sets this to export the kind cluster's logs
+		// after a failure; it then deletes the cluster itself. Everywhere
+		// else nothing is left running, pass or fail.
+		if code != 0 && os.Getenv(keepOnFailureEnv) == "1" {
+			fmt.Fprintf(os.Stderr, "e2e: %s=1: the failed stack is kept for inspection; stop it yourself\n", keepOnFailureEnv)
+			return
+		}
 		if err := rt.Down(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: stop the stack:", err)
 		}
@@ -73,7 +84,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
+	code = m.Run()
 	if q, ok := rt.(runtime.LogQuoter); ok && code != 0 {
 		fmt.Println(q.QuoteLogs(15))
 	}

@@ -29,7 +29,8 @@ var errNoConfig = errors.New("no configuration given: pass --config FILE or set 
 // variable is a typo.
 var toolingEnv = []string{"TROUSSEAU_RUNTIME", "TROUSSEAU_TOOLS_DIR", "TROUSSEAU_VERSION",
 	"TROUSSEAU_VAULT_BIN", "TROUSSEAU_ETCD_BIN", "TROUSSEAU_KUBE_APISERVER_BIN",
-	"TROUSSEAU_KIND_NODE_IMAGE", "TROUSSEAU_KIND_CONTROL_PLANES", "TROUSSEAU_KIND_VAULT_MODE"}
+	"TROUSSEAU_KIND_NODE_IMAGE", "TROUSSEAU_KIND_CONTROL_PLANES", "TROUSSEAU_KIND_VAULT_MODE",
+	"TROUSSEAU_E2E_KEEP_ON_FAILURE"}
 
 // Check is what serve and check-config run: it loads the configuration from
 // the file at path (or $TROUSSEAU_CONFIG), the environment and the flags,
