@@ -93,8 +93,16 @@ func alive(pid int, bin string) bool {
 	if err != nil {
 		return false
 	}
+	want := filepath.Base(bin)
 	argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-	return filepath.Base(string(argv0)) == filepath.Base(bin)
+	if len(argv0) == 0 {
+		// Right after exec the kernel can briefly show an empty cmdline
+		// (seen about once in 300 starts); the command name in stat is
+		// already the new program's, truncated to 15 bytes.
+		open, close := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+		return open >= 0 && close > open && string(stat[open+1:close]) == want[:min(len(want), 15)]
+	}
+	return filepath.Base(string(argv0)) == want
 }
 
 // running returns the live pid of a component, or 0.

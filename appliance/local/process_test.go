@@ -133,3 +133,25 @@ func TestStopReportsACancelAsInterrupted(t *testing.T) {
 		t.Fatalf("stop after a cancel: %v, want an interruption", err)
 	}
 }
+
+// A component is checked for liveness the moment it is started; the kernel
+// can briefly show an empty cmdline then, which once made a healthy etcd look
+// "exited during startup" (and left it running).
+func TestAJustStartedProcessIsAlive(t *testing.T) {
+	bin, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 300 {
+		cmd := exec.Command(bin, "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ok := alive(cmd.Process.Pid, bin)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if !ok {
+			t.Fatalf("pid %d was not alive right after start", cmd.Process.Pid)
+		}
+	}
+}
