@@ -56,44 +56,20 @@ func (f field) env() string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.flag, "-", "_"))
 }
 
-func vault(c *Config) *Vault {
-	if c.Provider.Vault == nil {
-		c.Provider.Vault = &Vault{}
+// ensure returns *p, allocating it first, so a flag or default can fill one
+// field of an optional stanza.
+func ensure[T any](p **T) *T {
+	if *p == nil {
+		*p = new(T)
 	}
-	return c.Provider.Vault
+	return *p
 }
 
-func tokenAuth(c *Config) *TokenAuth {
-	a := &vault(c).Auth
-	if a.Token == nil {
-		a.Token = &TokenAuth{}
-	}
-	return a.Token
-}
-
-func appRole(c *Config) *AppRoleAuth {
-	a := &vault(c).Auth
-	if a.AppRole == nil {
-		a.AppRole = &AppRoleAuth{}
-	}
-	return a.AppRole
-}
-
-func kubernetesAuth(c *Config) *KubernetesAuth {
-	a := &vault(c).Auth
-	if a.Kubernetes == nil {
-		a.Kubernetes = &KubernetesAuth{}
-	}
-	return a.Kubernetes
-}
-
-func certAuth(c *Config) *CertAuth {
-	a := &vault(c).Auth
-	if a.Cert == nil {
-		a.Cert = &CertAuth{}
-	}
-	return a.Cert
-}
+func vault(c *Config) *Vault                   { return ensure(&c.Provider.Vault) }
+func tokenAuth(c *Config) *TokenAuth           { return ensure(&vault(c).Auth.Token) }
+func appRole(c *Config) *AppRoleAuth           { return ensure(&vault(c).Auth.AppRole) }
+func kubernetesAuth(c *Config) *KubernetesAuth { return ensure(&vault(c).Auth.Kubernetes) }
+func certAuth(c *Config) *CertAuth             { return ensure(&vault(c).Auth.Cert) }
 
 func str(p func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *p(c) = v; return nil }
