@@ -49,7 +49,6 @@ type Provider struct {
 var _ kms.Provider = (*Provider)(nil)
 
 const (
-	defaultRequestTimeout = 2 * time.Second
 	// One retry of 5xx/429/connection errors with short waits, so the retry
 	// fits inside the apiserver's 3s KMS timeout.
 	maxRetries   = 1
@@ -113,16 +112,17 @@ func New(ctx context.Context, cfg config.Vault, opts Options) (*Provider, error)
 	return p, nil
 }
 
+// withDefaults fills what config.Load would have, for a cfg built in code.
 func withDefaults(cfg config.Vault) config.Vault {
 	if cfg.TransitMount == "" {
-		cfg.TransitMount = "transit"
+		cfg.TransitMount = config.DefaultTransitMount
 	}
 	cfg.TransitMount = strings.Trim(cfg.TransitMount, "/")
 	if cfg.KeyName == "" {
-		cfg.KeyName = "kubernetes"
+		cfg.KeyName = config.DefaultKeyName
 	}
 	if cfg.RequestTimeout.Duration <= 0 {
-		cfg.RequestTimeout.Duration = defaultRequestTimeout
+		cfg.RequestTimeout.Duration = config.DefaultRequestTimeout
 	}
 	cfg.Address = strings.TrimRight(cfg.Address, "/")
 	return cfg
