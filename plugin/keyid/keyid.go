@@ -28,9 +28,24 @@ const (
 // differences in the configuration do not change the key_id and force a
 // needless DEK rotation.
 func FromTransit(address, namespace, mount, key string, version int) string {
+	return ForTransitKey(address, namespace, mount, key).ID(version)
+}
+
+// TransitKey is the key_id of one Transit key without its version, so a
+// provider hashes its configuration once instead of on every Encrypt.
+type TransitKey string
+
+// ForTransitKey returns the TransitKey whose ID(version) is
+// FromTransit(address, namespace, mount, key, version).
+func ForTransitKey(address, namespace, mount, key string) TransitKey {
 	sum := sha256.Sum256([]byte(normalizeAddress(address) + "|" + strings.Trim(namespace, "/") + "|" +
 		strings.Trim(mount, "/") + "|" + key))
-	return transitPrefix + hex.EncodeToString(sum[:])[:hashLen] + versionSep + strconv.Itoa(version)
+	return TransitKey(transitPrefix + hex.EncodeToString(sum[:])[:hashLen])
+}
+
+// ID returns the key_id of version of the key.
+func (k TransitKey) ID(version int) string {
+	return string(k) + versionSep + strconv.Itoa(version)
 }
 
 // TransitVersion returns the Transit key version a key_id from FromTransit names.

@@ -38,6 +38,9 @@ type Provider struct {
 	log  *slog.Logger
 
 	keyPath, encryptPath, decryptPath string
+	// key derives the key_ids of the configured key, hashed once here
+	// rather than on every Encrypt.
+	key keyid.TransitKey
 	// where names the key in every error, so an operator reading healthz
 	// knows which Vault, mount and key is meant.
 	where string
@@ -87,6 +90,7 @@ func New(ctx context.Context, cfg config.Vault, opts Options) (*Provider, error)
 		keyPath:     cfg.TransitMount + "/keys/" + cfg.KeyName,
 		encryptPath: cfg.TransitMount + "/encrypt/" + cfg.KeyName,
 		decryptPath: cfg.TransitMount + "/decrypt/" + cfg.KeyName,
+		key:         keyid.ForTransitKey(cfg.Address, cfg.Namespace, cfg.TransitMount, cfg.KeyName),
 		where:       fmt.Sprintf("transit key %s at mount %s on %s", cfg.KeyName, cfg.TransitMount, cfg.Address),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trousseau_vault_request_duration_seconds",
@@ -317,7 +321,7 @@ func (p *Provider) versionOf(keyID string) (int, error) {
 }
 
 func (p *Provider) keyIDFor(version int) string {
-	return keyid.FromTransit(p.cfg.Address, p.cfg.Namespace, p.cfg.TransitMount, p.cfg.KeyName, version)
+	return p.key.ID(version)
 }
 
 // looksLikeTransit rejects garbage locally, so a corrupt etcd value costs no
