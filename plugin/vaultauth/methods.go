@@ -32,22 +32,22 @@ func newMethod(a config.VaultAuth, tls config.VaultTLS) (method, error) {
 		if a.AppRole == nil {
 			return nil, fmt.Errorf("auth.method is approle but auth.approle is missing: set roleIDFile and secretIDFile")
 		}
-		m = appRole{mount: orDefault(a.AppRole.Mount, "approle"), roleIDFile: a.AppRole.RoleIDFile, secretIDFile: a.AppRole.SecretIDFile}
+		m = appRole{mount: orDefault(a.AppRole.Mount, config.DefaultAppRoleMount), roleIDFile: a.AppRole.RoleIDFile, secretIDFile: a.AppRole.SecretIDFile}
 		files = []string{a.AppRole.RoleIDFile, a.AppRole.SecretIDFile}
 	case "kubernetes":
 		if a.Kubernetes == nil || a.Kubernetes.Role == "" {
 			return nil, fmt.Errorf("auth.method is kubernetes but auth.kubernetes.role is empty: set the Vault role to log in as")
 		}
-		k := kubernetes{mount: orDefault(a.Kubernetes.Mount, "kubernetes"), role: a.Kubernetes.Role,
+		k := kubernetes{mount: orDefault(a.Kubernetes.Mount, config.DefaultKubernetesMount), role: a.Kubernetes.Role,
 			tokenFile: orDefault(a.Kubernetes.TokenFile, "/var/run/secrets/kubernetes.io/serviceaccount/token")}
 		m, files = k, []string{k.tokenFile}
 	case "cert":
 		if tls.CertFile == "" || tls.KeyFile == "" {
 			return nil, fmt.Errorf("auth.method is cert but tls.certFile or tls.keyFile is empty: set the client certificate Vault trusts")
 		}
-		c := cert{mount: "cert"}
+		c := cert{mount: config.DefaultCertMount}
 		if a.Cert != nil {
-			c = cert{mount: orDefault(a.Cert.Mount, "cert"), name: a.Cert.Name}
+			c = cert{mount: orDefault(a.Cert.Mount, config.DefaultCertMount), name: a.Cert.Name}
 		}
 		m = c
 	default:
