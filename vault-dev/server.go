@@ -27,6 +27,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/trousseau-io/trousseau/appliance/progress"
 	"github.com/trousseau-io/trousseau/appliance/tools"
 )
 
@@ -325,9 +326,5 @@ func tail(path string, n int) string {
 	if err != nil {
 		return "(" + err.Error() + ")"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return progress.Tail(string(b), n)
 }
