@@ -158,6 +158,11 @@ const gitopsHeader = `# Example: install Trousseau from the packaged chart with 
 # and point the repository below at it.
 `
 
+// gitopsHeaderFor is gitopsHeader for one GitOps tool.
+func gitopsHeaderFor(tool string) string {
+	return fmt.Sprintf(gitopsHeader, tool, controlplane.SocketDir, controlplane.EncryptionConfigDir)
+}
+
 func fluxHelmRelease(version string) ([]byte, error) {
 	repo := map[string]any{
 		"apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -181,7 +186,7 @@ func fluxHelmRelease(version string) ([]byte, error) {
 			"values": exampleValues,
 		},
 	}
-	return yamlDocs(fmt.Sprintf(gitopsHeader, "Flux", controlplane.SocketDir, controlplane.EncryptionConfigDir), repo, release)
+	return yamlDocs(gitopsHeaderFor("Flux"), repo, release)
 }
 
 // argoHeader explains the Argo CD specifics of argoApplication.
@@ -219,7 +224,7 @@ func argoApplication(version string) ([]byte, error) {
 			"syncPolicy": map[string]any{"syncOptions": []string{"ServerSideApply=true"}},
 		},
 	}
-	return yamlDocs(fmt.Sprintf(gitopsHeader, "Argo CD", controlplane.SocketDir, controlplane.EncryptionConfigDir)+argoHeader, repo, app)
+	return yamlDocs(gitopsHeaderFor("Argo CD")+argoHeader, repo, app)
 }
 
 // kubeadmFiles are the files for a kubeadm control-plane host: both
