@@ -31,7 +31,7 @@ func (l *Local) Status(ctx context.Context) (runtime.Status, error) {
 	}
 	for _, c := range components {
 		comp := runtime.Component{Name: c, Address: addr[c]}
-		pid := running(l.pidFile(c), l.binOf(c))
+		pid := l.pidOf(c)
 		if pid == 0 {
 			comp.Detail = "not running"
 			if old := readPID(l.pidFile(c)); old != 0 {
@@ -114,7 +114,7 @@ func (l *Local) StartAPIServer(context.Context) error {
 	if err != nil {
 		return err
 	}
-	if running(l.pidFile(apiserverName), l.binOf(apiserverName)) != 0 {
+	if l.pidOf(apiserverName) != 0 {
 		return fmt.Errorf("kube-apiserver is already running")
 	}
 	return l.launchAPIServer(s)
@@ -128,7 +128,7 @@ func (l *Local) SignalPlugin(ctx context.Context, sig syscall.Signal) error {
 // StartPlugin implements runtime.Runtime. It reuses the built binary and
 // rendered config of the running stack.
 func (l *Local) StartPlugin(context.Context) error {
-	if running(l.pidFile(pluginName), l.binOf(pluginName)) != 0 {
+	if l.pidOf(pluginName) != 0 {
 		return fmt.Errorf("the plugin is already running")
 	}
 	return l.launchPlugin()
@@ -136,7 +136,7 @@ func (l *Local) StartPlugin(context.Context) error {
 
 // PluginID implements runtime.Runtime.
 func (l *Local) PluginID(context.Context) (string, error) {
-	pid := running(l.pidFile(pluginName), l.binOf(pluginName))
+	pid := l.pidOf(pluginName)
 	if pid == 0 {
 		return "", fmt.Errorf("the plugin is not running")
 	}
@@ -167,16 +167,19 @@ func (l *Local) PauseVault(context.Context) error { return l.signalVault(syscall
 func (l *Local) ResumeVault(context.Context) error { return l.signalVault(syscall.SIGCONT) }
 
 func (l *Local) signalVault(sig syscall.Signal) error {
-	pid := running(l.pidFile(vaultName), l.binOf(vaultName))
+	pid := l.pidOf(vaultName)
 	if pid == 0 {
 		return fmt.Errorf("the dev Vault is not running")
 	}
 	return syscall.Kill(pid, sig)
 }
 
+// pidOf returns the pid of the named component if it runs, else 0.
+func (l *Local) pidOf(name string) int { return running(l.pidFile(name), l.binOf(name)) }
+
 // requireRunning turns "connection refused" into what a person should do.
 func (l *Local) requireRunning(name string) error {
-	if running(l.pidFile(name), l.binOf(name)) != 0 {
+	if l.pidOf(name) != 0 {
 		return nil
 	}
 	if readPID(l.pidFile(name)) != 0 {

@@ -40,7 +40,7 @@ func (l *Local) binOf(name string) string {
 func (l *Local) live() map[string]int {
 	m := map[string]int{}
 	for _, c := range components {
-		if pid := running(l.pidFile(c), l.binOf(c)); pid != 0 {
+		if pid := l.pidOf(c); pid != 0 {
 			m[c] = pid
 		}
 	}
@@ -228,7 +228,7 @@ func restartNotice(missing []string) string {
 func (l *Local) leftovers() string {
 	var parts []string
 	for _, c := range components {
-		if pid := running(l.pidFile(c), l.binOf(c)); pid != 0 {
+		if pid := l.pidOf(c); pid != 0 {
 			parts = append(parts, fmt.Sprintf("%s still running as pid %d", c, pid))
 		} else if pid := readPID(l.pidFile(c)); pid != 0 {
 			parts = append(parts, fmt.Sprintf("%s pid %d is gone", c, pid))

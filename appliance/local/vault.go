@@ -46,7 +46,7 @@ func (l *Local) VaultRoot(ctx context.Context) (*vaultapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.VaultAddr == "" || running(l.pidFile(vaultName), l.binOf(vaultName)) == 0 {
+	if s.VaultAddr == "" || l.pidOf(vaultName) == 0 {
 		return nil, fmt.Errorf("the dev Vault is not running: start the stack with `go tool mage demo`")
 	}
 	token, err := os.ReadFile(l.rootTokenFile())
