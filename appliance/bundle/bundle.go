@@ -11,9 +11,11 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
@@ -86,11 +88,7 @@ func Write(dir string) ([]string, error) {
 		return nil, err
 	}
 
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(files))
 	var sums strings.Builder
 	for _, n := range names {
 		p := filepath.Join(dir, filepath.FromSlash(n))

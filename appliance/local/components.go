@@ -6,11 +6,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,16 +221,9 @@ func (l *Local) apiserverArgs(s state, f pki.Files) []string {
 		"cert-dir":                 l.path("apiserver"),
 		"profiling":                "false",
 	}
-	for k, v := range controlplane.APIServerFlags(l.encryptionDir()) {
-		flags[k] = v
-	}
-	keys := make([]string, 0, len(flags))
-	for k := range flags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	args := make([]string, 0, len(keys))
-	for _, k := range keys {
+	maps.Copy(flags, controlplane.APIServerFlags(l.encryptionDir()))
+	args := make([]string, 0, len(flags))
+	for _, k := range slices.Sorted(maps.Keys(flags)) {
 		args = append(args, "--"+k+"="+flags[k])
 	}
 	return args
