@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -94,7 +95,7 @@ func unknownEnv(env map[string]string) []error {
 	}
 	var names []string
 	for k := range env {
-		if strings.HasPrefix(k, EnvPrefix) && !contains(known, k) && !contains(toolingEnv, k) {
+		if strings.HasPrefix(k, EnvPrefix) && !slices.Contains(known, k) && !slices.Contains(toolingEnv, k) {
 			names = append(names, k)
 		}
 	}
@@ -109,15 +110,6 @@ func unknownEnv(env map[string]string) []error {
 		errs = append(errs, fmt.Errorf("environment variable %s is not a trousseau setting: %s (unset it if it is not meant for the plugin)", k, hint))
 	}
 	return errs
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func closest(s string, candidates []string) string {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -270,7 +271,7 @@ func knownKeys() []string {
 	for _, f := range fields {
 		parts := strings.Split(f.key, ".")
 		for i := range parts {
-			if k := strings.Join(parts[:i+1], "."); !contains(keys, k) {
+			if k := strings.Join(parts[:i+1], "."); !slices.Contains(keys, k) {
 				keys = append(keys, k)
 			}
 		}
