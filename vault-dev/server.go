@@ -146,7 +146,7 @@ func start(ctx context.Context, opts Options) (*Server, error) {
 // startDetached starts Vault in its own session with its pid and root token
 // written to files.
 func startDetached(s *Server, bin string, args []string, token string, opts Options) error {
-	if err := os.WriteFile(opts.Detached.RootTokenFile, []byte(token+"\n"), 0o600); err != nil {
+	if err := writeSecret(opts.Detached.RootTokenFile, token); err != nil {
 		return fmt.Errorf("write the dev Vault root token file: %w", err)
 	}
 	cmd := exec.Command(bin, append(args, "-log-file="+s.LogFile)...)
