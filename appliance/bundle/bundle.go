@@ -16,7 +16,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"text/template"
 
@@ -285,12 +284,7 @@ var kubeadmReadmeTemplate string
 // config and from controlplane, so every path it names is the one the
 // files next to it use.
 func kubeadmReadme(pod corev1.Pod, cfg config.Config, chartVersion string) ([]byte, error) {
-	flags := controlplane.APIServerFlags(controlplane.EncryptionConfigDir)
-	var flagList []string
-	for k, v := range flags {
-		flagList = append(flagList, "--"+k+"="+v)
-	}
-	sort.Strings(flagList)
+	flagList := controlplane.Args(controlplane.APIServerFlags(controlplane.EncryptionConfigDir))
 	args := pod.Spec.Containers[0].Args
 	var creds []string
 	if a := cfg.Provider.Vault.Auth.AppRole; a != nil {

@@ -6,7 +6,9 @@ package controlplane
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +94,16 @@ func EncryptionConfig(mode Mode, socketPath string) ([]byte, error) {
 		return nil, fmt.Errorf("render EncryptionConfiguration: %w", err)
 	}
 	return out, nil
+}
+
+// Args renders flags as sorted "--name=value" arguments, the form a
+// command line and a static-pod manifest take.
+func Args(flags map[string]string) []string {
+	args := make([]string, 0, len(flags))
+	for _, k := range slices.Sorted(maps.Keys(flags)) {
+		args = append(args, "--"+k+"="+flags[k])
+	}
+	return args
 }
 
 // APIServerFlags are the encryption flags every runtime passes to

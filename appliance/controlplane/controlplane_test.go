@@ -59,3 +59,11 @@ func TestEncryptionConfigRejectsBadInput(t *testing.T) {
 		t.Errorf("unknown mode: got %v", err)
 	}
 }
+
+func TestArgsAreSortedFlagsInCommandLineForm(t *testing.T) {
+	got := Args(map[string]string{"b": "2", "a": "1", "encryption-provider-config": "/x/y.yaml"})
+	want := []string{"--a=1", "--b=2", "--encryption-provider-config=/x/y.yaml"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Args = %q, want %q", got, want)
+	}
+}

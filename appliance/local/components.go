@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,11 +221,7 @@ func (l *Local) apiserverArgs(s state, f pki.Files) []string {
 		"profiling":                "false",
 	}
 	maps.Copy(flags, controlplane.APIServerFlags(l.encryptionDir()))
-	args := make([]string, 0, len(flags))
-	for _, k := range slices.Sorted(maps.Keys(flags)) {
-		args = append(args, "--"+k+"="+flags[k])
-	}
-	return args
+	return controlplane.Args(flags)
 }
 
 func (l *Local) launchAPIServer(s state) error {
